@@ -1,0 +1,4305 @@
+#!/usr/bin/env python3
+"""yt: a command-line client for JetBrains YouTrack for locked-down hosts.
+
+Every command is recorded in an HMAC-chained audit log, credentials are
+kept in the system keyring or an AES-256-GCM encrypted file, token expiry
+is checked, disabled TLS verification is warned about and recorded, and
+everything printed or logged passes through one masking function.
+
+The module needs only the standard library for most commands.  The two
+optional dependencies, ``cryptography`` (encrypted credential file) and
+``keyring`` (system keyring), are imported on the code paths that use them,
+and so are ``ssl`` and ``http.client``: ``yt --help``, ``yt --version`` and
+``yt security audit`` start without them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import contextlib
+import datetime as dt
+import hashlib
+import hmac
+import json
+import logging
+import os
+import re
+import secrets
+import stat
+import sys
+import threading
+import time
+
+__all__ = ["main", "mask", "__version__"]
+__version__ = "0.1.0"
+
+# ##### Constants and paths ###############################################
+
+APP_NAME = "youtrack-cli"
+KEYRING_SERVICE = "youtrack-cli"
+MASK = "***MASKED***"
+USER_AGENT = f"yt/{__version__}"
+PAGE_SIZE = 100
+MAX_REDIRECTS = 5
+MAX_RETRIES = 3
+RETRY_AFTER_CAP = 30.0
+KEYRING_TIMEOUT = 5.0
+SSL_DISABLED_WARNING = (
+    "SSL verification is DISABLED. This is insecure and should only be "
+    "used in development."
+)
+TLS_VARIABLES = (
+    "YOUTRACK_VERIFY_SSL",
+    "YOUTRACK_CA_BUNDLE",
+    "YOUTRACK_CERT_SHA256",
+    "SSL_CERT_FILE",
+    "SSL_CERT_DIR",
+)
+IS_WINDOWS = os.name == "nt"
+
+log = logging.getLogger("yt")
+
+
+def utc_now() -> dt.datetime:
+    """Return the current time as an aware UTC datetime.
+
+    Tests replace this function to fix "now" for expiry and audit checks.
+    """
+    return dt.datetime.now(dt.timezone.utc)
+
+
+def _home() -> str:
+    return os.path.expanduser("~")
+
+
+def config_dir(env=None) -> str:
+    """Return the configuration directory (config file, key files)."""
+    env = os.environ if env is None else env
+    if env.get("YT_CONFIG_DIR"):
+        return env["YT_CONFIG_DIR"]
+    if IS_WINDOWS and env.get("APPDATA"):
+        return os.path.join(env["APPDATA"], APP_NAME)
+    base = env.get("XDG_CONFIG_HOME") or os.path.join(_home(), ".config")
+    return os.path.join(base, APP_NAME)
+
+
+def data_dir(env=None) -> str:
+    """Return the data directory (audit log, encrypted credentials)."""
+    env = os.environ if env is None else env
+    if env.get("YT_DATA_DIR"):
+        return env["YT_DATA_DIR"]
+    if IS_WINDOWS and env.get("LOCALAPPDATA"):
+        return os.path.join(env["LOCALAPPDATA"], APP_NAME)
+    base = env.get("XDG_DATA_HOME") or os.path.join(
+        _home(), ".local", "share"
+    )
+    return os.path.join(base, APP_NAME)
+
+
+def config_file(env=None) -> str:
+    return os.path.join(config_dir(env), ".env")
+
+
+# ##### Errors ############################################################
+
+
+class YtError(Exception):
+    """Base of every error shown to the user; exit code 1."""
+
+    exit_code = 1
+
+
+class UsageError(YtError):
+    """Raised for invalid arguments or settings; exit code 2."""
+
+    exit_code = 2
+
+
+class AuthError(YtError):
+    """Raised for missing or rejected credentials; exit code 3."""
+
+    exit_code = 3
+
+
+class NotFoundError(YtError):
+    """Raised when the server has no such issue, project or path; exit 4."""
+
+    exit_code = 4
+
+
+class NetworkError(YtError):
+    """Raised for connection, DNS, timeout and TLS failures; exit code 5."""
+
+    exit_code = 5
+
+
+class AuditIntegrityError(YtError):
+    """Raised when the audit log fails verification; exit code 6."""
+
+    exit_code = 6
+
+
+class MissingDependencyError(YtError):
+    """Raised when an optional package this build lacks is needed."""
+
+
+def require_module(name: str, purpose: str):
+    """Import an optional dependency or raise MissingDependencyError."""
+    import importlib
+
+    try:
+        return importlib.import_module(name)
+    except ImportError:
+        package = name.split(".")[0]
+        raise MissingDependencyError(
+            f"{purpose} needs the Python package '{package}', which this "
+            f"build does not include; use the full build (yt.pyz or the "
+            f"yt executable) or run: pip install {package}"
+        ) from None
+
+
+# ##### Settings ##########################################################
+
+_BOOLEANS = {
+    "true": True, "1": True, "yes": True, "on": True,
+    "false": False, "0": False, "no": False, "off": False,
+}
+
+
+def parse_bool(name: str, value: str) -> bool:
+    try:
+        return _BOOLEANS[value.strip().lower()]
+    except KeyError:
+        raise UsageError(
+            f"invalid value {value!r} for {name}: expected one of "
+            f"true/false/1/0/yes/no/on/off"
+        ) from None
+
+
+def _int_in_range(low: int, high: int):
+    def parse(name: str, value: str) -> int:
+        try:
+            number = int(value.strip())
+        except ValueError:
+            number = None
+        if number is None or not low <= number <= high:
+            raise UsageError(
+                f"invalid value {value!r} for {name}: expected a whole "
+                f"number from {low} to {high}"
+            )
+        return number
+
+    return parse
+
+
+def parse_timeout(name: str, value: str) -> float:
+    try:
+        seconds = float(value.strip())
+    except ValueError:
+        seconds = -1.0
+    if not 0 < seconds <= 3600:
+        raise UsageError(
+            f"invalid value {value!r} for {name}: expected seconds, a "
+            f"number greater than 0 and at most 3600"
+        )
+    return seconds
+
+
+def parse_base_url(name: str, value: str) -> str:
+    """Validate a YouTrack base URL and return it without a trailing /."""
+    from urllib.parse import urlsplit
+
+    url = value.strip()
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as exc:
+        raise UsageError(
+            f"invalid value {value!r} for {name}: {exc}; expected a URL "
+            f"such as https://youtrack.example.com or "
+            f"https://host/youtrack"
+        ) from None
+    problem = None
+    if parts.scheme not in ("http", "https"):
+        problem = "the scheme must be http or https"
+    elif not parts.hostname:
+        problem = "the host name is missing"
+    elif parts.username is not None or parts.password is not None:
+        problem = "credentials in the URL are not allowed (use yt auth login)"
+    elif parts.query or parts.fragment:
+        problem = "a query or fragment is not allowed"
+    elif any(ch.isspace() or ord(ch) < 32 for ch in url):
+        problem = "white space or control characters are not allowed"
+    if problem:
+        shown = mask(value) if parts.username or parts.password else value
+        raise UsageError(
+            f"invalid value {shown!r} for {name}: {problem}; expected a "
+            f"URL such as https://youtrack.example.com or "
+            f"https://host/youtrack"
+        )
+    path = parts.path.rstrip("/")
+    if path.endswith("/api"):
+        path = path[: -len("/api")]
+    netloc = parts.hostname
+    if ":" in netloc:
+        netloc = f"[{netloc}]"
+    if port is not None:
+        netloc = f"{netloc}:{port}"
+    return f"{parts.scheme}://{netloc}{path}"
+
+
+def parse_fingerprints(name: str, value: str) -> tuple:
+    """Parse SHA-256 pins: hex, colons optional, separated by , or space."""
+    pins = []
+    for item in re.split(r"[,\s]+", value.strip()):
+        if not item:
+            continue
+        digits = item.lower()
+        if digits.startswith("sha256:") or digits.startswith("sha256/"):
+            digits = digits[7:]
+        digits = digits.replace(":", "")
+        if not re.fullmatch(r"[0-9a-f]{64}", digits):
+            raise UsageError(
+                f"invalid value {item!r} in {name}: expected a SHA-256 "
+                f"fingerprint, 64 hex digits with optional colons "
+                f"(openssl x509 -noout -fingerprint -sha256 -in cert.pem)"
+            )
+        pins.append(digits)
+    if not pins:
+        raise UsageError(f"invalid value {value!r} for {name}: it is empty")
+    return tuple(pins)
+
+
+def parse_path(name: str, value: str) -> str:
+    path = os.path.expanduser(value.strip())
+    if not os.path.exists(path):
+        raise UsageError(
+            f"invalid value {value!r} for {name}: no such file or "
+            f"directory; point it at a PEM file or a directory of CA "
+            f"certificates"
+        )
+    return path
+
+
+def parse_text(name: str, value: str) -> str:
+    return value
+
+
+class Setting:
+    """One known setting: its parser, default and whether it is secret."""
+
+    def __init__(self, name, parse, default=None, secret=False, doc=""):
+        self.name = name
+        self.parse = parse
+        self.default = default
+        self.secret = secret
+        self.doc = doc
+
+
+SETTINGS = {
+    s.name: s
+    for s in (
+        Setting("YOUTRACK_BASE_URL", parse_base_url, None, False,
+                "server URL, may include a path prefix"),
+        Setting("YOUTRACK_TOKEN", parse_text, None, True,
+                "token; when set it wins over stored credentials"),
+        Setting("YOUTRACK_VERIFY_SSL", parse_bool, "true", False,
+                "false disables certificate verification"),
+        Setting("YOUTRACK_CA_BUNDLE", parse_path, None, False,
+                "PEM file or directory of extra trusted CAs"),
+        Setting("YOUTRACK_CERT_SHA256", parse_fingerprints, None, False,
+                "SHA-256 fingerprint(s) of the server certificate"),
+        Setting("YOUTRACK_TIMEOUT", parse_timeout, "30", False,
+                "seconds for connect and for each read"),
+        Setting("YT_AUDIT_LOGGING", parse_bool, "true", False,
+                "audit log on/off"),
+        Setting("YT_AUDIT_MAX_ENTRIES", _int_in_range(10, 10_000_000),
+                "1000", False, "audit entries kept"),
+        Setting("YT_CREDENTIAL_ENCRYPTION", parse_bool, "true", False,
+                "false allows the legacy plain-text store"),
+        Setting("YT_TOKEN_WARNINGS", parse_bool, "true", False,
+                "expiry warnings on credential load"),
+        Setting("YT_TOKEN_WARNING_DAYS", _int_in_range(0, 3650), "7",
+                False, "warning period in days"),
+        Setting("YT_CREDENTIAL_PASSPHRASE", parse_text, None, True,
+                "passphrase for the encrypted credential file"),
+    )
+}
+
+_CONFIG_LINE = re.compile(
+    r"\s*(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)\s*=\s*(.*?)\s*"
+)
+
+
+def parse_config_text(text: str, path: str) -> dict:
+    """Parse KEY=VALUE lines with # comments and optional quotes."""
+    values = {}
+    for number, line in enumerate(text.splitlines(), 1):
+        stripped = line.strip()
+        if not stripped or stripped.startswith("#"):
+            continue
+        match = _CONFIG_LINE.fullmatch(line)
+        if not match:
+            raise UsageError(
+                f"{path}, line {number}: expected KEY=VALUE; fix or remove "
+                f"the line (yt config unset KEY rewrites the file)"
+            )
+        key, raw = match.groups()
+        values[key] = _unquote_config_value(raw, path, number)
+    return values
+
+
+def _unquote_config_value(raw: str, path: str, number: int) -> str:
+    if raw[:1] in ("'", '"'):
+        quote = raw[0]
+        end = raw.find(quote, 1)
+        rest = raw[end + 1:].strip() if end > 0 else None
+        if end < 0 or (rest and not rest.startswith("#")):
+            raise UsageError(
+                f"{path}, line {number}: unbalanced {quote} quote; close "
+                f"the quote or remove it"
+            )
+        return raw[1:end]
+    comment = re.search(r"\s#", raw)
+    return raw[: comment.start()].rstrip() if comment else raw
+
+
+def format_config_value(value: str) -> str:
+    if value and re.fullmatch(r"[A-Za-z0-9_.,:/@+=~%-]+", value):
+        return value
+    if '"' not in value:
+        return f'"{value}"'
+    if "'" not in value:
+        return f"'{value}'"
+    raise UsageError(
+        "a config value cannot contain both ' and \" quotes"
+    )
+
+
+class Settings:
+    """Effective settings: flag, then environment, then config file."""
+
+    def __init__(self, env=None, flags=None):
+        self.env = dict(os.environ if env is None else env)
+        self.flags = dict(flags or {})
+        self.path = config_file(self.env)
+        self.file_values = self._read_file()
+        self._cache = {}
+
+    def _read_file(self) -> dict:
+        try:
+            with open(self.path, encoding="utf-8") as handle:
+                text = handle.read()
+        except FileNotFoundError:
+            return {}
+        except UnicodeDecodeError:
+            raise UsageError(
+                f"{self.path} is not UTF-8 text; fix or remove the file"
+            ) from None
+        except OSError as exc:
+            raise YtError(
+                f"cannot read {self.path}: {exc.strerror}; check its "
+                f"permissions"
+            ) from None
+        values = parse_config_text(text, self.path)
+        if values.get("YOUTRACK_TOKEN") and not IS_WINDOWS:
+            check_private_file(self.path, "config file with a token")
+        return values
+
+    def raw(self, name: str):
+        """Return (value, source) before validation, or (None, None)."""
+        if self.flags.get(name) is not None:
+            return self.flags[name], "flag"
+        if self.env.get(name) not in (None, ""):
+            return self.env[name], "environment"
+        if self.file_values.get(name) not in (None, ""):
+            return self.file_values[name], "config file"
+        default = SETTINGS[name].default if name in SETTINGS else None
+        return default, ("default" if default is not None else None)
+
+    def get(self, name: str):
+        if name not in self._cache:
+            value, source = self.raw(name)
+            if value is not None:
+                where = {
+                    "flag": "command-line flag",
+                    "environment": "environment variable",
+                    "config file": f"config file {self.path}",
+                    "default": "default",
+                }[source]
+                try:
+                    value = SETTINGS[name].parse(name, value)
+                except UsageError as exc:
+                    raise UsageError(f"{exc} (from the {where})") from None
+            self._cache[name] = value
+        return self._cache[name]
+
+    def source(self, name: str):
+        return self.raw(name)[1]
+
+    @property
+    def verify_ssl(self) -> bool:
+        return self.get("YOUTRACK_VERIFY_SSL")
+
+    def tls_snapshot(self) -> dict:
+        """Return the raw TLS-related values, for audit change records."""
+        snapshot = {}
+        for name in TLS_VARIABLES:
+            if name.startswith("SSL_CERT"):
+                snapshot[name] = self.env.get(name) or None
+            else:
+                snapshot[name] = self.raw(name)[0]
+        return snapshot
+
+
+# ##### Masking ###########################################################
+#
+# mask() is the one function that everything printed or logged passes
+# through.  It finds candidate positions with _MASK_TRIGGER, tries
+# _MASK_PATTERN there, and resumes after the match.  Every alternative of
+# the pattern either fails within a bounded number of characters or
+# consumes a whole run, so masking is linear in the input.  _mask_one
+# decides whether a match is a secret.
+
+_SECRET_KEY_SUFFIXES = (
+    "token", "password", "passwd", "passphrase", "secret", "apikey",
+    "authorization", "privatekey", "accesskey", "cookie", "credentials",
+)
+_ASCII_LOWER = str.maketrans(
+    "ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz"
+)
+# The pattern runs over an ASCII-lowercased copy of the text, because a
+# case-insensitive pattern is about ten times slower in CPython's re.  The
+# copy has the same length, so match positions index the original text.
+_KEY_SEP = r"""["']?[ \t]*[:=][ \t]*"""
+_SCHEME = r"(?:bearer|basic|token|digest|negotiate)[ \t]+"
+_VALUE = r"""(?:"(?:[^"\\\n]|\\.)*"?|'[^'\n]*'?|[^\s"'\\,;&{}\[\]<>]+)"""
+_MASK_PATTERN = re.compile(
+    r"(?P<url>://)(?P<userinfo>[^/\s@]{1,256})@"
+    r"|--(?P<flag>[a-z0-9][a-z0-9_-]{0,63})(?P<flagsep>=|[ \t]+)"
+    r"(?P<flagval>[^\s\"']+)"
+    r"|(?P<key>token|passw(?:or)?d|passphrase|secret|api[-_.]?key"
+    r"|authorization|private[-_.]?key|access[-_.]?key|cookie|credentials)"
+    rf"(?P<sep>{_KEY_SEP})(?P<scheme>{_SCHEME})?(?P<value>{_VALUE})"
+    r"|(?P<bearer>bearer[ \t]+)(?P<btoken>[\w.~+/=:-]+)"
+    r"|(?P<perm>perm[:-][\w.~+/=:-]*)"
+    r"|(?P<jwt>eyj[\w.-]*)"
+)
+# Every alternative of _MASK_PATTERN starts with one of these literals.  A
+# plain alternation of literals lets re skip ahead by first character, so
+# text without any of them is scanned at tens of MB/s.
+_MASK_TRIGGER = re.compile(
+    r"://|--|token|passw|passphrase|secret|api|authorization|private"
+    r"|access|cookie|credentials|bearer|perm|eyj"
+)
+_JSON_LITERAL = re.compile(r'null|true|false|""|-?\d+(?:\.\d+)?')
+
+
+def _is_secret_key(key: str) -> bool:
+    name = re.sub(r"[-_.\s]", "", key).lower()
+    return name.endswith(_SECRET_KEY_SUFFIXES)
+
+
+def _starts_word(text: str, index: int) -> bool:
+    if index == 0:
+        return True
+    before = text[index - 1]
+    return not (before.isalnum() or before in "_-")
+
+
+def _masked_value(value: str) -> str:
+    if value[:1] in ('"', "'"):
+        quote = value[0]
+        closed = len(value) > 1 and value.endswith(quote)
+        return quote + MASK + (quote if closed else "")
+    return MASK
+
+
+def _mask_one(text: str, match):
+    """Return (start, replacement) for one match, or None to keep it."""
+    start = match.start()
+    span = match.span
+    if match.group("url") is not None:
+        return span("userinfo")[0], MASK + "@"
+    if match.group("flag") is not None:
+        flag = text[slice(*span("flag"))]
+        if not _is_secret_key(flag) or not _starts_word(text, start):
+            return None
+        return span("flagval")[0], MASK
+    if match.group("key") is not None:
+        value = text[slice(*span("value"))]
+        if value == MASK:
+            return None
+        json_key = match.group("scheme") is None and '"' in match.group("sep")
+        if json_key and _JSON_LITERAL.fullmatch(value):
+            return None
+        return span("value")[0], _masked_value(value)
+    if not _starts_word(text, start):
+        return None
+    if match.group("bearer") is not None:
+        token = match.group("btoken")
+        if len(token) < 8 or token == MASK.lower():
+            return None
+        return span("btoken")[0], MASK
+    if match.group("perm") is not None:
+        rest = match.group("perm")[5:]
+        if "." not in rest and len(rest) < 12:
+            return None
+        return start, MASK
+    value = text[slice(*span("jwt"))]
+    parts = value.split(".")
+    if not value.startswith("eyJ") or len(parts) != 3 or not all(parts):
+        return None
+    return start, MASK
+
+
+class SecretRegistry:
+    """Secret values loaded at run time, masked wherever they appear."""
+
+    def __init__(self):
+        self._values = set()
+        self._lock = threading.Lock()
+
+    def add(self, value) -> None:
+        if not value or len(value) < 4:
+            return
+        from urllib.parse import quote
+
+        with self._lock:
+            self._values.add(value)
+            self._values.add(quote(value, safe=""))
+            self._values.add(json.dumps(value)[1:-1])
+
+    def clear(self) -> None:
+        with self._lock:
+            self._values.clear()
+
+    def replace(self, text: str) -> str:
+        with self._lock:
+            values = sorted(self._values, key=len, reverse=True)
+        for value in values:
+            if value in text:
+                text = text.replace(value, MASK)
+        return text
+
+
+SECRETS = SecretRegistry()
+
+
+def mask(text) -> str:
+    """Return text with every secret form replaced by ***MASKED***.
+
+    Masks Authorization values (keeping the scheme), perm: and perm-
+    tokens, JWTs, key=value, key: value, "key": "value", --key value and
+    --key=value for secret-like names, URL user-info, and every value
+    registered in SECRETS.  JSON stays valid.
+    """
+    if not isinstance(text, str):
+        text = str(text)
+    text = SECRETS.replace(text)
+    lowered = text.translate(_ASCII_LOWER)
+    pieces = []
+    done = position = 0
+    while True:
+        trigger = _MASK_TRIGGER.search(lowered, position)
+        if trigger is None:
+            break
+        match = _MASK_PATTERN.match(lowered, trigger.start())
+        if match is None:
+            position = trigger.end()
+            continue
+        # Resume after the whole match even when it is kept, so a long
+        # run is never scanned again from a later start: linear time.
+        position = max(match.end(), trigger.start() + 1)
+        found = _mask_one(text, match)
+        if found is None:
+            continue
+        start, replacement = found
+        pieces.append(text[done:start])
+        pieces.append(replacement)
+        done = match.end()
+    if not pieces:
+        return text
+    pieces.append(text[done:])
+    return "".join(pieces)
+
+
+def mask_argv(argv) -> list:
+    """Mask a list of command-line arguments element by element.
+
+    An element that names a secret (``--password``, ``YOUTRACK_TOKEN``)
+    also masks the element after it.
+    """
+    masked = []
+    hide_next = False
+    for arg in argv:
+        arg = str(arg)
+        if hide_next:
+            masked.append(MASK)
+            hide_next = False
+            continue
+        masked.append(mask(arg))
+        bare = arg.lstrip("-")
+        if "=" not in arg and bare and _is_secret_key(bare):
+            hide_next = True
+    return masked
+
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def escape_control(text: str) -> str:
+    """Escape control characters so server text cannot drive a terminal."""
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+
+
+def json_text(data, indent=2) -> str:
+    """Serialise data as JSON with C1 controls and DEL escaped too."""
+    text = json.dumps(data, indent=indent, ensure_ascii=False)
+    return re.sub(
+        r"[\x7f-\x9f\u2028\u2029]", lambda m: f"\\u{ord(m.group()):04x}",
+        text,
+    )
+
+
+class MaskingFormatter(logging.Formatter):
+    """Log formatter that masks and escapes every record it formats."""
+
+    def format(self, record):
+        return escape_control(mask(super().format(record))).replace(
+            "\\x0a", "\n"
+        )
+
+
+# ##### Storage helpers ###################################################
+
+
+def ensure_private_dir(path: str) -> str:
+    """Create path (and parents) with mode 0700 if missing; return it."""
+    if not os.path.isdir(path):
+        parent = os.path.dirname(path)
+        if parent and not os.path.isdir(parent):
+            ensure_private_dir(parent)
+        try:
+            os.mkdir(path, 0o700)
+        except FileExistsError:
+            pass
+        else:
+            # mkdir applies the umask, which may remove owner bits.
+            os.chmod(path, 0o700)
+    return path
+
+
+def check_private_file(path: str, what: str) -> None:
+    """Reject a secret-bearing file that group or others can read."""
+    if IS_WINDOWS:
+        return
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        return
+    if mode & 0o077:
+        raise YtError(
+            f"{what} {path} is accessible by group or others (mode "
+            f"{stat.S_IMODE(mode):04o}); fix it with: chmod 600 {path}"
+        )
+
+
+def _open_private(path: str, flags: int) -> int:
+    fd = os.open(path, flags | getattr(os, "O_CLOEXEC", 0), 0o600)
+    if not IS_WINDOWS:
+        # Set the mode before any byte is written, whatever the umask.
+        os.fchmod(fd, 0o600)
+    return fd
+
+
+def atomic_write(path: str, data: bytes) -> None:
+    """Write data to path atomically with mode 0600.
+
+    The bytes go to a temporary file in the same directory, which is
+    fsynced and renamed over path, so a reader sees the old or the new
+    file, never a torn one.
+    """
+    directory = os.path.dirname(path) or "."
+    ensure_private_dir(directory)
+    temp = os.path.join(
+        directory, f".{os.path.basename(path)}.{secrets.token_hex(6)}.tmp"
+    )
+    fd = _open_private(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temp)
+        raise
+    _fsync_dir(directory)
+
+
+def _fsync_dir(directory: str) -> None:
+    if IS_WINDOWS:
+        return
+    with contextlib.suppress(OSError):
+        fd = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+@contextlib.contextmanager
+def file_lock(path: str, timeout: float = 30.0):
+    """Hold an exclusive lock on path (created 0600) for the block."""
+    ensure_private_dir(os.path.dirname(path))
+    fd = _open_private(path, os.O_RDWR | os.O_CREAT)
+    deadline = time.monotonic() + timeout
+    try:
+        while True:
+            try:
+                _lock_fd(fd)
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise YtError(
+                        f"timed out after {timeout:.0f} s waiting for the "
+                        f"lock {path}; another yt process holds it"
+                    ) from None
+                time.sleep(0.01)
+        yield
+    finally:
+        with contextlib.suppress(OSError):
+            _unlock_fd(fd)
+        os.close(fd)
+
+
+if IS_WINDOWS:  # pragma: no cover - exercised on Windows only
+    import msvcrt
+
+    def _lock_fd(fd):
+        os.lseek(fd, 0, os.SEEK_SET)
+        msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
+
+    def _unlock_fd(fd):
+        os.lseek(fd, 0, os.SEEK_SET)
+        msvcrt.locking(fd, msvcrt.LK_UNLCK, 1)
+
+else:
+    import fcntl
+
+    def _lock_fd(fd):
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+
+    def _unlock_fd(fd):
+        fcntl.flock(fd, fcntl.LOCK_UN)
+
+
+def read_key_file(path: str, what: str, create: bool) -> bytes:
+    """Read a 32-byte base64 key file, creating it when allowed.
+
+    A key file that exists but is damaged is an error: it is never
+    replaced, because data encrypted or signed with it would be lost.
+    """
+    try:
+        check_private_file(path, what)
+        with open(path, "rb") as handle:
+            raw = handle.read()
+    except FileNotFoundError:
+        if not create:
+            raise
+        key = secrets.token_bytes(32)
+        ensure_private_dir(os.path.dirname(path))
+        fd = _open_private(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(base64.b64encode(key) + b"\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        return key
+    try:
+        key = base64.b64decode(raw.strip(), validate=True)
+    except ValueError:
+        key = b""
+    if len(key) != 32:
+        raise YtError(
+            f"{what} {path} is damaged (expected 32 bytes in base64); "
+            f"restore it from a backup, or remove it and what it protects"
+        )
+    return key
+
+
+def _now_iso(moment=None) -> str:
+    moment = moment or utc_now()
+    return moment.astimezone(dt.timezone.utc).isoformat(
+        timespec="milliseconds"
+    ).replace("+00:00", "Z")
+
+
+# ##### Audit log #########################################################
+#
+# audit.jsonl holds one JSON object per line.  Each line is the canonical
+# JSON of the entry (sorted keys, no spaces) with ,"mac":"..." spliced in
+# before the closing brace; mac = HMAC-SHA256(key, prev + "\n" + body),
+# where body is the canonical JSON without mac and prev is the mac of the
+# entry before.  audit.state records the first and last seq, the last mac
+# and the entry count under its own HMAC, so removing lines from either
+# end is detected too.  The key lives in the config directory, apart from
+# the log in the data directory.
+
+_MAC_MARKER = ',"mac":"'
+
+
+def _canonical(entry: dict) -> str:
+    return json.dumps(entry, sort_keys=True, separators=(",", ":"))
+
+
+def _entry_mac(key: bytes, prev: str, body: str) -> str:
+    message = prev.encode("ascii") + b"\n" + body.encode("utf-8")
+    return hmac.digest(key, message, "sha256").hex()
+
+
+def _split_line(line: str):
+    """Split a log line into (body, mac), or None if it has no mac."""
+    index = line.rfind(_MAC_MARKER)
+    if index < 0 or not line.endswith('"}'):
+        return None
+    return line[:index] + "}", line[index + len(_MAC_MARKER): -2]
+
+
+class AuditLog:
+    """The HMAC-chained audit log in the data directory."""
+
+    def __init__(self, data_path: str, config_path: str, max_entries=1000):
+        self.path = os.path.join(data_path, "audit.jsonl")
+        self.state_path = os.path.join(data_path, "audit.state")
+        self.lock_path = os.path.join(data_path, "audit.lock")
+        self.torn_path = os.path.join(data_path, "audit.jsonl.torn")
+        self.key_path = os.path.join(config_path, "audit.key")
+        self.max_entries = max_entries
+
+    # -- key and state --
+
+    def _key(self, create: bool) -> bytes:
+        try:
+            return read_key_file(self.key_path, "audit key", create=create)
+        except FileNotFoundError:
+            raise AuditIntegrityError(
+                f"audit key {self.key_path} is missing, so the log "
+                f"{self.path} cannot be verified; restore the key or "
+                f"start a new log with: yt security clear-audit --force"
+            ) from None
+
+    def _read_state(self, key: bytes):
+        try:
+            with open(self.state_path, encoding="utf-8") as handle:
+                state = json.load(handle)
+            body = _canonical({k: v for k, v in state.items() if k != "mac"})
+            valid = hmac.compare_digest(
+                str(state.get("mac", "")), _entry_mac(key, "state", body)
+            )
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError, AttributeError, TypeError):
+            valid = False
+        if not valid:
+            raise AuditIntegrityError(
+                f"audit state {self.state_path} is damaged or was edited; "
+                f"run: yt security audit --verify"
+            )
+        return state
+
+    def _write_state(self, key: bytes, state: dict) -> None:
+        state = {k: v for k, v in state.items() if k != "mac"}
+        state["mac"] = _entry_mac(key, "state", _canonical(state))
+        atomic_write(self.state_path, _canonical(state).encode() + b"\n")
+
+    # -- appending --
+
+    def append(self, entry: dict, tls=None) -> dict:
+        """Append one entry under the lock and return it with seq and mac.
+
+        tls, when given, replaces the TLS settings kept in the state file.
+        """
+        ensure_private_dir(os.path.dirname(self.path))
+        with file_lock(self.lock_path):
+            has_state = os.path.exists(self.state_path)
+            key = self._key(create=not has_state)
+            state = self._read_state(key) if has_state else None
+            last, notes = self._chain_head(key, state)
+            if state is None:
+                state = {"first_seq": last and self._first_seq(), "tls": None,
+                         "count": self._count_lines() if last else 0}
+            seq = last["seq"] + 1 if last else 1
+            entry = dict(entry, seq=seq, prev=last["mac"] if last else "")
+            entry.update(notes)
+            body = _canonical(entry)
+            entry["mac"] = _entry_mac(key, entry["prev"], body)
+            self._append_line(body[:-1] + _MAC_MARKER + entry["mac"] + '"}\n')
+            state = dict(state, last_seq=seq, last_mac=entry["mac"],
+                         count=state.get("count", 0) + 1)
+            if last is None:
+                state.update(first_seq=seq, count=1)
+            if tls is not None:
+                state["tls"] = tls
+            if state["count"] > self.max_entries + max(
+                10, self.max_entries // 10
+            ):
+                state = self._trim(state)
+            self._write_state(key, state)
+        return entry
+
+    def _append_line(self, line: str) -> None:
+        fd = _open_private(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+        try:
+            data = line.encode("utf-8")
+            written = os.write(fd, data)
+            if written != len(data):
+                raise OSError("short write to the audit log")
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    def _chain_head(self, key, state):
+        """Return (last good entry, notes) and repair a torn last line."""
+        notes = {}
+        tail = self._tail_bytes(65536)
+        if tail and not tail.endswith(b"\n"):
+            torn = self._cut_torn_line()
+            notes["repaired_torn_line_bytes"] = torn
+            log.warning(
+                "audit log %s ended in a torn line (%d bytes, likely a "
+                "crash); moved it to %s", self.path, torn, self.torn_path,
+            )
+            tail = self._tail_bytes(65536)
+        lines = tail.splitlines()
+        if not lines:
+            if state and state.get("last_seq"):
+                notes["state_mismatch"] = "log empty but state has entries"
+            return None, notes
+        last = json.loads(lines[-1].decode("utf-8"))
+        if state is None:
+            notes["state_recovered"] = True
+            log.warning(
+                "audit state %s was missing; continuing the chain from the "
+                "last entry; run: yt security audit --verify",
+                self.state_path,
+            )
+        return last, notes
+
+    def _tail_bytes(self, size: int) -> bytes:
+        try:
+            with open(self.path, "rb") as handle:
+                handle.seek(0, os.SEEK_END)
+                end = handle.tell()
+                handle.seek(max(0, end - size))
+                data = handle.read()
+        except FileNotFoundError:
+            return b""
+        if len(data) < end and b"\n" in data:
+            data = data[data.index(b"\n") + 1:]
+        return data
+
+    def _cut_torn_line(self) -> int:
+        with open(self.path, "r+b") as handle:
+            handle.seek(0, os.SEEK_END)
+            end = handle.tell()
+            position = end
+            chunk = b""
+            while position > 0:
+                step = min(65536, position)
+                position -= step
+                handle.seek(position)
+                chunk = handle.read(step) + chunk
+                if b"\n" in chunk[: len(chunk) - (end - position - step)]:
+                    break
+            cut = position + chunk.rfind(b"\n") + 1 if b"\n" in chunk else 0
+            handle.seek(cut)
+            torn = handle.read()
+            fd = _open_private(
+                self.torn_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND
+            )
+            with os.fdopen(fd, "ab") as saved:
+                saved.write(torn + b"\n")
+            handle.truncate(cut)
+            handle.flush()
+            os.fsync(handle.fileno())
+        return end - cut
+
+    def _count_lines(self) -> int:
+        with open(self.path, "rb") as handle:
+            return sum(1 for _ in handle)
+
+    def _first_seq(self):
+        with open(self.path, "rb") as handle:
+            first = handle.readline()
+        try:
+            return json.loads(first)["seq"]
+        except (ValueError, KeyError, TypeError):
+            return None
+
+    def _trim(self, state: dict) -> dict:
+        """Keep the newest max_entries lines; rewrite the log atomically."""
+        with open(self.path, "rb") as handle:
+            lines = handle.readlines()
+        kept = lines[-self.max_entries:]
+        atomic_write(self.path, b"".join(kept))
+        state = dict(state, count=len(kept))
+        state["first_seq"] = json.loads(kept[0])["seq"]
+        return state
+
+    # -- reading --
+
+    def tail(self, limit: int) -> list:
+        """Return the last limit entries, reading only the end of the file."""
+        size = 4096 * max(1, limit)
+        while True:
+            data = self._tail_bytes(size)
+            lines = [line for line in data.splitlines() if line.strip()]
+            total = os.path.getsize(self.path) if data else 0
+            if len(lines) > limit or size >= total:
+                break
+            size *= 4
+        entries = []
+        for line in lines[-limit:] if limit else []:
+            try:
+                entries.append(json.loads(line.decode("utf-8")))
+            except ValueError:
+                entries.append({"event": "unreadable", "raw": repr(line)})
+        return entries
+
+    def verify(self) -> dict:
+        """Check the whole chain; return a report with ok and problem."""
+        report = {"path": self.path, "entries": 0, "ok": True,
+                  "problem": None, "first_seq": None, "last_seq": None}
+        if not os.path.exists(self.path):
+            report["problem"] = None
+            return report
+        key = self._key(create=False)
+        try:
+            state = self._read_state(key)
+        except AuditIntegrityError as exc:
+            return dict(report, ok=False, problem=str(exc))
+        prev = None
+        expected_seq = None
+        with open(self.path, "rb") as handle:
+            for number, raw in enumerate(handle, 1):
+                problem = None
+                if not raw.endswith(b"\n"):
+                    problem = "torn last line (an interrupted write)"
+                line = raw.rstrip(b"\n").decode("utf-8", "replace")
+                parts = None if problem else _split_line(line)
+                if parts is None and problem is None:
+                    problem = "line is not an audit entry"
+                if problem is None:
+                    body, mac = parts
+                    try:
+                        entry = json.loads(body)
+                        seq = entry["seq"]
+                        start = entry["prev"] if prev is None else prev
+                    except (ValueError, KeyError, TypeError):
+                        problem = "line is not valid JSON"
+                if problem is None:
+                    if not hmac.compare_digest(
+                        mac, _entry_mac(key, start, body)
+                    ):
+                        problem = (
+                            "MAC mismatch: the entry was edited, or an "
+                            "entry before it was removed or inserted"
+                        )
+                    elif expected_seq is not None and seq != expected_seq:
+                        problem = f"expected seq {expected_seq}, found {seq}"
+                if problem:
+                    return dict(report, ok=False, line=number,
+                                problem=f"line {number}: {problem}")
+                if report["first_seq"] is None:
+                    report["first_seq"] = seq
+                prev, expected_seq = mac, seq + 1
+                report["entries"] += 1
+                report["last_seq"] = seq
+        return self._check_state(report, state, prev)
+
+    def _check_state(self, report, state, last_mac):
+        if state is None:
+            if report["entries"]:
+                return dict(report, ok=False, problem=(
+                    f"state file {self.state_path} is missing, so removal "
+                    f"of entries from the end cannot be ruled out"
+                ))
+            return report
+        if report["entries"] == 0 and state.get("last_seq"):
+            return dict(report, ok=False, problem=(
+                f"log is empty but the state records entries up to seq "
+                f"{state['last_seq']}: the log was truncated"
+            ))
+        if report["entries"] and state.get("last_seq") != report["last_seq"]:
+            return dict(report, ok=False, problem=(
+                f"log ends at seq {report['last_seq']} but the state "
+                f"records seq {state.get('last_seq')}: entries were "
+                f"removed from the end"
+            ))
+        if report["entries"] and state.get("last_mac") != last_mac:
+            return dict(report, ok=False, problem=(
+                "the last entry does not match the state file"
+            ))
+        if state.get("first_seq") not in (None, report["first_seq"]):
+            return dict(report, ok=False, problem=(
+                f"log starts at seq {report['first_seq']} but the state "
+                f"records seq {state['first_seq']}: entries were removed "
+                f"from the start"
+            ))
+        return report
+
+    def clear(self, user: str, force: bool) -> int:
+        """Replace the log with one audit_cleared entry; return removed."""
+        with file_lock(self.lock_path):
+            removed = 0
+            last_seq = None
+            if os.path.exists(self.path):
+                try:
+                    removed = self._count_lines()
+                    tail = self._tail_bytes(65536).splitlines()
+                    last_seq = json.loads(tail[-1])["seq"] if tail else None
+                except (ValueError, KeyError, TypeError, OSError):
+                    if not force:
+                        raise YtError(
+                            f"audit log {self.path} is too damaged to read;"
+                            f" clear it anyway with: yt security "
+                            f"clear-audit --force"
+                        ) from None
+            try:
+                key = self._key(create=True)
+            except (AuditIntegrityError, YtError):
+                if not force:
+                    raise
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(self.key_path)
+                key = self._key(create=True)
+            entry = {
+                "event": "audit_cleared", "seq": 1, "prev": "",
+                "ts": _now_iso(), "user": current_user(),
+                "host": current_host(), "version": __version__,
+                "removed_entries": removed, "previous_last_seq": last_seq,
+            }
+            body = _canonical(entry)
+            entry["mac"] = _entry_mac(key, "", body)
+            line = body[:-1] + _MAC_MARKER + entry["mac"] + '"}\n'
+            atomic_write(self.path, line.encode("utf-8"))
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.torn_path)
+            self._write_state(key, {
+                "first_seq": 1, "last_seq": 1, "last_mac": entry["mac"],
+                "count": 1, "tls": None,
+            })
+        return removed
+
+    def last_tls(self):
+        """Return the TLS settings recorded last, without the lock."""
+        try:
+            with open(self.state_path, encoding="utf-8") as handle:
+                return json.load(handle).get("tls")
+        except (OSError, ValueError, AttributeError):
+            return None
+
+
+def current_user() -> str:
+    import getpass
+
+    try:
+        return getpass.getuser()
+    except Exception:  # getpass raises OSError or KeyError on odd hosts
+        return str(os.getuid()) if hasattr(os, "getuid") else "unknown"
+
+
+def current_host() -> str:
+    if hasattr(os, "uname"):
+        return os.uname().nodename
+    import socket
+
+    return socket.gethostname()
+
+
+# ##### Credentials and encryption ########################################
+
+CREDENTIAL_FORMAT = "yt-credentials"
+CREDENTIAL_VERSION = 1
+# scrypt cost for passphrase-derived keys: N=2**17, r=8, p=1 (128 MiB,
+# about 0.3 s here), the parameters OWASP's password storage cheat sheet
+# recommends for scrypt.  They are stored with the file, so they can rise
+# later without breaking old files.
+SCRYPT_N = 2**17
+SCRYPT_R = 8
+SCRYPT_P = 1
+
+
+class Credential:
+    """A token for one base URL and where it was found."""
+
+    def __init__(self, base_url, token, source, detail=""):
+        self.base_url = base_url
+        self.token = token
+        self.source = source
+        self.detail = detail
+
+
+def validate_token(token: str) -> str:
+    """Strip surrounding white space and reject control characters."""
+    token = token.strip()
+    if not token:
+        raise UsageError("the token is empty; paste the whole token")
+    bad = [ch for ch in token if ord(ch) < 33 or ord(ch) == 127]
+    if bad:
+        raise UsageError(
+            f"the token contains {len(bad)} space or control "
+            f"character(s); paste it again without line breaks or spaces"
+        )
+    return token
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+def _unb64(text) -> bytes:
+    return base64.b64decode(str(text), validate=True)
+
+
+class EncryptedFileStore:
+    """AES-256-GCM credential file in the data directory.
+
+    The file holds one encrypted entry per base URL.  Its key comes from a
+    random key file in the config directory, or from scrypt over a
+    passphrase (YT_CREDENTIAL_PASSPHRASE or a prompt); the key is never
+    stored beside the ciphertext.  The associated data binds each entry to
+    the file format, its version, the key derivation and the base URL, so
+    an entry moved to another URL or format fails authentication.
+    """
+
+    name = "encrypted file"
+
+    def __init__(self, data_path, config_path, passphrase=None,
+                 prompt=None):
+        self.path = os.path.join(data_path, "credentials.enc")
+        self.lock_path = os.path.join(data_path, "credentials.lock")
+        self.key_path = os.path.join(config_path, "credentials.key")
+        self.passphrase = passphrase
+        self.prompt = prompt
+        self._derived = {}
+
+    def describe_protection(self):
+        document = self._load()
+        if document is None:
+            return None
+        if document["kdf"]["name"] == "scrypt":
+            return "passphrase (scrypt)"
+        return f"key file {self.key_path}"
+
+    def _damaged(self, reason: str) -> YtError:
+        return AuthError(
+            f"credential file {self.path} cannot be used: {reason}; it was "
+            f"left unchanged. Restore it from a backup, or remove it "
+            f"(rm {self.path}) and run: yt auth login"
+        )
+
+    def _load(self):
+        try:
+            check_private_file(self.path, "credential file")
+            with open(self.path, "rb") as handle:
+                raw = handle.read()
+        except FileNotFoundError:
+            return None
+        try:
+            document = json.loads(raw.decode("utf-8"))
+            if document.get("format") != CREDENTIAL_FORMAT:
+                raise ValueError("not a yt credential file")
+            if document.get("version") != CREDENTIAL_VERSION:
+                raise ValueError(
+                    f"format version {document.get('version')!r} is not "
+                    f"supported by yt {__version__}"
+                )
+            kdf = document["kdf"]
+            if kdf["name"] not in ("keyfile", "scrypt"):
+                raise ValueError(f"unknown key derivation {kdf['name']!r}")
+            if not isinstance(document["entries"], dict):
+                raise ValueError("entries is not an object")
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise self._damaged(f"it is not valid ({exc})") from None
+        return document
+
+    def _aad(self, kdf: dict, base_url: str) -> bytes:
+        return (
+            f"{CREDENTIAL_FORMAT}/v{CREDENTIAL_VERSION}|{_canonical(kdf)}|"
+            f"{base_url}"
+        ).encode()
+
+    def _key(self, kdf: dict, create: bool) -> bytes:
+        if kdf["name"] == "keyfile":
+            try:
+                return read_key_file(
+                    self.key_path, "credential key file", create=create
+                )
+            except FileNotFoundError:
+                raise self._damaged(
+                    f"its key file {self.key_path} is missing"
+                ) from None
+        cache_key = _canonical(kdf)
+        if cache_key not in self._derived:
+            passphrase = self.passphrase
+            if passphrase is None and self.prompt:
+                passphrase = self.prompt()
+            if not passphrase:
+                raise AuthError(
+                    f"credential file {self.path} is protected by a "
+                    f"passphrase; set YT_CREDENTIAL_PASSPHRASE or run yt on"
+                    f" a terminal to be asked for it"
+                )
+            SECRETS.add(passphrase)
+            scrypt = require_module(
+                "cryptography.hazmat.primitives.kdf.scrypt",
+                "the encrypted credential file",
+            )
+            try:
+                salt = _unb64(kdf["salt"])
+                self._derived[cache_key] = scrypt.Scrypt(
+                    salt=salt, length=32, n=int(kdf["n"]), r=int(kdf["r"]),
+                    p=int(kdf["p"]),
+                ).derive(passphrase.encode("utf-8"))
+            except (ValueError, KeyError, TypeError) as exc:
+                raise self._damaged(f"bad scrypt parameters ({exc})") from None
+        return self._derived[cache_key]
+
+    def _new_kdf(self) -> dict:
+        if self.passphrase is None:
+            return {"name": "keyfile"}
+        return {"name": "scrypt", "salt": _b64(secrets.token_bytes(16)),
+                "n": SCRYPT_N, "r": SCRYPT_R, "p": SCRYPT_P}
+
+    def _aesgcm(self, key: bytes):
+        aead = require_module(
+            "cryptography.hazmat.primitives.ciphers.aead",
+            "the encrypted credential file",
+        )
+        return aead.AESGCM(key)
+
+    def read_all(self, document=None) -> dict:
+        """Decrypt every entry; raise naming the file if any fails."""
+        document = document or self._load()
+        if document is None or not document["entries"]:
+            return {}
+        kdf = document["kdf"]
+        key = self._key(kdf, create=False)
+        cipher = self._aesgcm(key)
+        invalid_tag = require_module(
+            "cryptography.exceptions", "the encrypted credential file"
+        ).InvalidTag
+        entries = {}
+        for base_url, blob in document["entries"].items():
+            try:
+                plain = cipher.decrypt(
+                    _unb64(blob["nonce"]), _unb64(blob["ciphertext"]),
+                    self._aad(kdf, base_url),
+                )
+                value = json.loads(plain.decode("utf-8"))
+                validate_token(value["token"])
+            except invalid_tag:
+                reason = "it fails authentication"
+                if kdf["name"] == "scrypt":
+                    reason += " (wrong passphrase, or the file was altered)"
+                else:
+                    reason += " (wrong key file, or the file was altered)"
+                raise self._damaged(reason) from None
+            except (ValueError, KeyError, TypeError, UsageError) as exc:
+                raise self._damaged(f"an entry is not valid ({exc})") from None
+            SECRETS.add(value["token"])
+            entries[base_url] = value
+        return entries
+
+    def get(self, base_url: str):
+        value = self.read_all().get(base_url)
+        return value["token"] if value else None
+
+    def _write(self, document, entries) -> None:
+        kdf = document["kdf"]
+        key = self._key(kdf, create=True)
+        cipher = self._aesgcm(key)
+        document["entries"] = {}
+        for base_url, value in sorted(entries.items()):
+            nonce = secrets.token_bytes(12)
+            ciphertext = cipher.encrypt(
+                nonce, _canonical(value).encode("utf-8"),
+                self._aad(kdf, base_url),
+            )
+            document["entries"][base_url] = {
+                "nonce": _b64(nonce), "ciphertext": _b64(ciphertext),
+            }
+        atomic_write(self.path, json.dumps(document, indent=1).encode())
+
+    def set(self, base_url: str, token: str) -> None:
+        with file_lock(self.lock_path):
+            document = self._load()
+            if document is None:
+                document = {"format": CREDENTIAL_FORMAT,
+                            "version": CREDENTIAL_VERSION,
+                            "kdf": self._new_kdf(), "entries": {}}
+            entries = self.read_all(document)
+            entries[base_url] = {"token": token}
+            self._write(document, entries)
+
+    def delete(self, base_url: str) -> bool:
+        with file_lock(self.lock_path):
+            document = self._load()
+            if document is None or base_url not in document["entries"]:
+                return False
+            entries = self.read_all(document)
+            del entries[base_url]
+            if entries:
+                self._write(document, entries)
+            else:
+                os.unlink(self.path)
+            return True
+
+    def has(self, base_url: str) -> bool:
+        document = self._load()
+        return bool(document) and base_url in document["entries"]
+
+
+class KeyringStore:
+    """The system keyring through the keyring package, with a time limit.
+
+    A keyring that is missing, locked or hanging on D-Bus is reported as
+    unavailable within KEYRING_TIMEOUT seconds instead of blocking yt.
+    """
+
+    name = "keyring"
+
+    def __init__(self, env, timeout=KEYRING_TIMEOUT):
+        self.env = env
+        self.timeout = timeout
+        self._backend = None
+        self.problem = None
+        self.absent = False
+        self.backend_name = None
+
+    def _select_backend(self):
+        """Pick the backend without keyring's full plugin scan if safe."""
+        keyring = require_module("keyring", "the system keyring")
+        if self.env.get("PYTHON_KEYRING_BACKEND"):
+            import keyring.core
+
+            return keyring.core.load_keyring(
+                self.env["PYTHON_KEYRING_BACKEND"]
+            )
+        if sys.platform.startswith("linux") and not self._has_rc_file():
+            if not self.env.get("DBUS_SESSION_BUS_ADDRESS"):
+                raise _NoSessionBus(
+                    "no D-Bus session bus (DBUS_SESSION_BUS_ADDRESS unset)"
+                )
+            from keyring.backends import SecretService
+
+            backend = SecretService.Keyring()
+            collection = _secret_service_collection(backend)
+            if collection.is_locked():
+                raise RuntimeError(
+                    "the Secret Service collection is locked; unlock it "
+                    "(log in to the desktop, or gnome-keyring-daemon "
+                    "--unlock)"
+                )
+            return backend
+        return keyring.get_keyring()
+
+    def _has_rc_file(self) -> bool:
+        base = self.env.get("XDG_CONFIG_HOME") or os.path.join(
+            _home(), ".config"
+        )
+        return os.path.exists(
+            os.path.join(base, "python_keyring", "keyringrc.cfg")
+        )
+
+    def _call(self, function, *args):
+        """Run a keyring call in a thread and give up after the timeout."""
+        result = {}
+
+        def target():
+            try:
+                result["value"] = function(*args)
+            except BaseException as exc:  # reported to the caller below
+                result["error"] = exc
+
+        thread = threading.Thread(target=target, daemon=True)
+        thread.start()
+        thread.join(self.timeout)
+        if thread.is_alive():
+            raise RuntimeError(
+                f"the keyring did not respond within {self.timeout:.0f} s"
+            )
+        if "error" in result:
+            raise result["error"]
+        return result.get("value")
+
+    def backend(self):
+        """Return the usable backend, or None with problem and absent set.
+
+        absent is true when there is simply no keyring on this host (no
+        package, no D-Bus session, no backend), as opposed to a keyring
+        that exists but failed, is locked or hangs.
+        """
+        if self._backend is None and self.problem is None:
+            logging.getLogger("keyring").setLevel(logging.CRITICAL)
+            try:
+                backend = self._call(self._select_backend)
+                self.backend_name = _backend_label(backend)
+                if _is_null_backend(backend):
+                    self.absent = True
+                    self.problem = "no keyring backend is available"
+                else:
+                    self._backend = backend
+            except MissingDependencyError as exc:
+                self.absent = True
+                self.problem = str(exc)
+            except _NoSessionBus as exc:
+                self.absent = True
+                self.problem = str(exc)
+            except Exception as exc:
+                self.problem = _describe_keyring_error(exc)
+        return self._backend
+
+    def available(self) -> bool:
+        return self.backend() is not None
+
+    def get(self, base_url: str):
+        backend = self.backend()
+        if backend is None:
+            return None
+        try:
+            token = self._call(
+                backend.get_password, KEYRING_SERVICE, base_url
+            )
+        except Exception as exc:
+            self.problem = _describe_keyring_error(exc)
+            return None
+        if token:
+            SECRETS.add(token)
+        return token
+
+    def set(self, base_url: str, token: str) -> bool:
+        backend = self.backend()
+        if backend is None:
+            return False
+        try:
+            self._call(
+                backend.set_password, KEYRING_SERVICE, base_url, token
+            )
+            return self._call(
+                backend.get_password, KEYRING_SERVICE, base_url
+            ) == token
+        except Exception as exc:
+            self.problem = _describe_keyring_error(exc)
+            return False
+
+    def delete(self, base_url: str) -> bool:
+        backend = self.backend()
+        if backend is None:
+            return False
+        try:
+            if self._call(
+                backend.get_password, KEYRING_SERVICE, base_url
+            ) is None:
+                return False
+            self._call(backend.delete_password, KEYRING_SERVICE, base_url)
+            return True
+        except Exception as exc:
+            self.problem = _describe_keyring_error(exc)
+            return False
+
+
+class _NoSessionBus(RuntimeError):
+    """Raised when Linux has no D-Bus session bus for the Secret Service."""
+
+
+def _is_null_backend(backend) -> bool:
+    label = _backend_label(backend)
+    if label.startswith("keyring.backends.fail"):
+        return True
+    return "chainer" in label.lower() and not getattr(
+        backend, "backends", None
+    )
+
+
+def _secret_service_collection(backend):
+    """Open the Secret Service collection keyring would use, unlocking none."""
+    import secretstorage
+
+    connection = secretstorage.dbus_init()
+    name = getattr(backend, "preferred_collection", None)
+    if name:
+        return secretstorage.Collection(connection, name)
+    return secretstorage.get_default_collection(connection)
+
+
+def _backend_label(backend) -> str:
+    cls = type(backend)
+    return f"{cls.__module__}.{cls.__name__}"
+
+
+def _describe_keyring_error(exc) -> str:
+    text = str(exc).strip().splitlines()
+    detail = text[0] if text else type(exc).__name__
+    return escape_control(mask(f"{type(exc).__name__}: {detail}"))[:200]
+
+
+class LegacyFileStore:
+    """The plain-text YOUTRACK_TOKEN line of the config file."""
+
+    name = "plain file"
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.path = settings.path
+
+    def get(self, base_url: str):
+        token = self.settings.file_values.get("YOUTRACK_TOKEN")
+        configured = self.settings.file_values.get("YOUTRACK_BASE_URL")
+        if not token:
+            return None
+        if configured:
+            try:
+                configured = parse_base_url("YOUTRACK_BASE_URL", configured)
+            except UsageError:
+                return None
+            if configured != base_url:
+                return None
+        SECRETS.add(token)
+        return token
+
+    def set(self, base_url: str, token: str) -> None:
+        update_config_file(self.path, {
+            "YOUTRACK_BASE_URL": base_url, "YOUTRACK_TOKEN": token,
+        })
+
+    def delete(self, base_url: str) -> bool:
+        if not self.get(base_url):
+            return False
+        update_config_file(self.path, {"YOUTRACK_TOKEN": None})
+        return True
+
+
+def update_config_file(path: str, changes: dict) -> None:
+    """Set (or, with None, remove) keys in the config file in place.
+
+    Comments, blank lines and other keys are kept.  The new file is
+    written atomically with mode 0600.
+    """
+    with file_lock(path + ".lock"):
+        try:
+            with open(path, encoding="utf-8") as handle:
+                lines = handle.read().splitlines()
+        except FileNotFoundError:
+            lines = []
+        parse_config_text("\n".join(lines), path)
+        pending = dict(changes)
+        output = []
+        for line in lines:
+            match = _CONFIG_LINE.fullmatch(line)
+            key = match.group(1) if match else None
+            if key in changes:
+                value = pending.pop(key, None)
+                if value is not None:
+                    output.append(f"{key}={format_config_value(value)}")
+                continue
+            output.append(line)
+        for key, value in pending.items():
+            if value is not None:
+                output.append(f"{key}={format_config_value(value)}")
+        text = "\n".join(output) + ("\n" if output else "")
+        atomic_write(path, text.encode("utf-8"))
+
+
+# ##### Token status ######################################################
+
+STATUS_MARKERS = {
+    "valid": ("🟢", "[valid]"),
+    "expiring": ("🟡", "[expiring]"),
+    "expired": ("🔴", "[EXPIRED]"),
+    "permanent": ("✅", "[permanent]"),
+    "unknown": ("⚪", "[unknown]"),
+}
+
+
+def parse_expiry(value: str) -> dt.datetime:
+    """Parse an ISO 8601 date or a datetime with an offset, as UTC.
+
+    A bare date means midnight UTC at the start of that day, so warnings
+    come early rather than late.
+    """
+    text = value.strip()
+    try:
+        if re.fullmatch(r"\d{4}-\d{2}-\d{2}", text):
+            day = dt.date.fromisoformat(text)
+            return dt.datetime(day.year, day.month, day.day,
+                               tzinfo=dt.timezone.utc)
+        if text.endswith(("Z", "z")):
+            text = text[:-1] + "+00:00"
+        moment = dt.datetime.fromisoformat(text)
+    except ValueError:
+        moment = None
+    if moment is None or moment.tzinfo is None:
+        raise UsageError(
+            f"invalid expiry date {value!r}: expected an ISO 8601 date "
+            f"(2027-01-31) or a date and time with an offset "
+            f"(2027-01-31T18:00:00+01:00 or ...Z)"
+        )
+    return moment.astimezone(dt.timezone.utc)
+
+
+def _b64url_json(part: str):
+    padded = part + "=" * (-len(part) % 4)
+    return json.loads(base64.urlsafe_b64decode(padded.encode("ascii")))
+
+
+def jwt_expiry(token: str):
+    """Return the exp of a JWT as a UTC datetime, or None.
+
+    Anything malformed (not three parts, bad base64, no JSON header, a
+    non-numeric exp) gives None, never an exception.
+    """
+    parts = token.split(".")
+    if len(parts) != 3 or not all(parts[:2]):
+        return None
+    try:
+        header = _b64url_json(parts[0])
+        payload = _b64url_json(parts[1])
+        if not isinstance(header, dict) or not isinstance(payload, dict):
+            return None
+        exp = payload.get("exp")
+        if isinstance(exp, bool) or not isinstance(exp, (int, float)):
+            return None
+        return dt.datetime.fromtimestamp(exp, dt.timezone.utc)
+    except (ValueError, OverflowError, OSError, UnicodeError):
+        return None
+
+
+def token_kind(token: str) -> str:
+    if token.startswith(("perm:", "perm-")):
+        return "permanent token"
+    if jwt_expiry(token) is not None:
+        return "JWT"
+    return "token"
+
+
+def token_status(token, recorded=None, now=None, warning_days=7,
+                 source=None) -> dict:
+    """Classify a token as valid, expiring, expired, permanent or unknown.
+
+    A recorded expiry date wins; otherwise a JWT's exp is used; perm:
+    tokens without a recorded date are permanent; anything else is
+    unknown.  All comparisons are in UTC.
+    """
+    now = (now or utc_now()).astimezone(dt.timezone.utc)
+    expires = recorded
+    if expires is None and token:
+        expires = jwt_expiry(token)
+    result = {"status": "unknown", "expires_at": None, "days_left": None,
+              "source": source, "kind": token_kind(token) if token else None}
+    if expires is None:
+        if token and token.startswith(("perm:", "perm-")):
+            result["status"] = "permanent"
+        return result
+    remaining = expires - now
+    result["expires_at"] = _now_iso(expires)
+    result["days_left"] = int(remaining.total_seconds() // 86400)
+    if remaining.total_seconds() <= 0:
+        result["status"] = "expired"
+    elif remaining <= dt.timedelta(days=warning_days):
+        result["status"] = "expiring"
+    else:
+        result["status"] = "valid"
+    return result
+
+
+class ExpiryRecords:
+    """Expiry dates the user recorded, keyed by a SHA-256 of the token."""
+
+    def __init__(self, data_path: str):
+        self.path = os.path.join(data_path, "token-expiry.json")
+
+    @staticmethod
+    def _fingerprint(token: str) -> str:
+        return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+    def _load(self) -> dict:
+        try:
+            with open(self.path, encoding="utf-8") as handle:
+                records = json.load(handle)
+        except FileNotFoundError:
+            return {}
+        except (OSError, ValueError) as exc:
+            raise YtError(
+                f"{self.path} is not valid ({exc}); remove it and record "
+                f"the expiry again with: yt auth token --update --expires "
+                f"DATE"
+            ) from None
+        return records if isinstance(records, dict) else {}
+
+    def get(self, token: str):
+        value = self._load().get(self._fingerprint(token))
+        if not value:
+            return None
+        try:
+            return parse_expiry(value)
+        except UsageError:
+            return None
+
+    def set(self, token: str, expires) -> None:
+        with file_lock(self.path + ".lock"):
+            records = self._load()
+            key = self._fingerprint(token)
+            if expires is None:
+                records.pop(key, None)
+            else:
+                records[key] = _now_iso(expires)
+            atomic_write(self.path, json.dumps(records, indent=1).encode())
+
+
+# ##### HTTP and TLS transport ############################################
+
+_VERIFY_REASONS = {
+    10: "the certificate has expired",
+    9: "the certificate is not yet valid",
+    18: "the certificate is self-signed",
+    19: "the chain ends in a self-signed certificate that is not trusted",
+    20: "the issuer is unknown (no trusted CA signed it)",
+    21: "the issuer is unknown (no trusted CA signed it)",
+    62: "the certificate does not match the host name",
+    64: "the certificate does not match the IP address",
+}
+
+
+class TLSSettings:
+    """Certificate checks: verification on or off, extra CAs, and pins."""
+
+    def __init__(self, settings: Settings):
+        self.verify = settings.verify_ssl
+        self.ca_bundle = settings.get("YOUTRACK_CA_BUNDLE")
+        self.pins = settings.get("YOUTRACK_CERT_SHA256") or ()
+        self.cert_file = settings.env.get("SSL_CERT_FILE") or None
+        self.cert_dir = settings.env.get("SSL_CERT_DIR") or None
+
+    def ca_sources(self) -> list:
+        sources = ["system store"]
+        for path in (self.cert_file, self.cert_dir, self.ca_bundle):
+            if path:
+                sources.append(path)
+        return sources
+
+    def context(self):
+        import ssl
+
+        context = ssl.create_default_context()
+        for path in (self.cert_file, self.cert_dir, self.ca_bundle):
+            if not path:
+                continue
+            try:
+                if os.path.isdir(path):
+                    context.load_verify_locations(capath=path)
+                else:
+                    context.load_verify_locations(cafile=path)
+            except (OSError, ssl.SSLError) as exc:
+                raise UsageError(
+                    f"cannot load CA certificates from {path}: {exc}; it "
+                    f"must be a PEM file or a directory prepared with "
+                    f"c_rehash/openssl rehash"
+                ) from None
+        if self.pins or not self.verify:
+            # A pin replaces CA validation: the leaf itself is compared
+            # with the pinned fingerprints after the handshake.
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+        return context
+
+
+def _fingerprint_text(digest_hex: str) -> str:
+    return ":".join(
+        digest_hex[i:i + 2] for i in range(0, len(digest_hex), 2)
+    ).upper()
+
+
+class Response:
+    """A parsed HTTP response: status, headers and body bytes."""
+
+    def __init__(self, status, reason, headers, body):
+        self.status = status
+        self.reason = reason
+        self.headers = headers
+        self.body = body
+
+    def header(self, name: str, default=None):
+        for key, value in self.headers:
+            if key.lower() == name.lower():
+                return value
+        return default
+
+
+class Transport:
+    """One kept-alive HTTP(S) connection to the YouTrack server.
+
+    GET requests are retried on connection errors and on 429/502/503/504
+    with backoff and Retry-After (capped); other methods are never retried.
+    Redirects are followed only for GET, and only to the same scheme,
+    host and port, so the token never reaches another host.
+    """
+
+    def __init__(self, base_url, token, settings: Settings, debug=False,
+                 sleep=time.sleep):
+        from urllib.parse import urlsplit
+
+        self.base_url = base_url
+        parts = urlsplit(base_url)
+        self.scheme = parts.scheme
+        self.host = parts.hostname
+        self.port = parts.port or (443 if self.scheme == "https" else 80)
+        self.prefix = parts.path.rstrip("/")
+        self.token = token
+        self.timeout = settings.get("YOUTRACK_TIMEOUT")
+        self.tls = TLSSettings(settings) if self.scheme == "https" else None
+        self.proxy = _proxy_for(settings.env, self.scheme, self.host)
+        self.debug = debug
+        self.sleep = sleep
+        self._connection = None
+        self.connections_opened = 0
+        if token:
+            SECRETS.add(token)
+
+    # -- connection --
+
+    def _connect(self):
+        import http.client
+
+        if self._connection is not None:
+            return self._connection
+        target_host, target_port = self.host, self.port
+        if self.proxy:
+            target_host, target_port = self.proxy["host"], self.proxy["port"]
+        if self.scheme == "https":
+            context = self.tls.context()
+            connection = http.client.HTTPSConnection(
+                target_host, target_port, timeout=self.timeout,
+                context=context,
+            )
+        else:
+            connection = http.client.HTTPConnection(
+                target_host, target_port, timeout=self.timeout
+            )
+        if self.proxy and self.scheme == "https":
+            connection.set_tunnel(
+                self.host, self.port, headers=self.proxy["headers"]
+            )
+        connection.connect()
+        self.connections_opened += 1
+        if self.scheme == "https" and self.tls.pins:
+            self._check_pin(connection)
+        self._connection = connection
+        return connection
+
+    def _check_pin(self, connection) -> None:
+        der = connection.sock.getpeercert(binary_form=True)
+        actual = hashlib.sha256(der).hexdigest()
+        if actual not in self.tls.pins:
+            connection.close()
+            raise NetworkError(
+                f"certificate of {self.host}:{self.port} does not match "
+                f"YOUTRACK_CERT_SHA256: the server presented "
+                f"{_fingerprint_text(actual)}, expected "
+                + " or ".join(_fingerprint_text(p) for p in self.tls.pins)
+                + "; if the server's certificate was renewed, check the new"
+                " fingerprint out of band and update the pin"
+            )
+        not_after = _certificate_not_after(der)
+        if not_after is not None and not_after < utc_now():
+            connection.close()
+            raise NetworkError(
+                f"the pinned certificate of {self.host}:{self.port} expired"
+                f" on {_now_iso(not_after)}; renew it on the server and pin"
+                f" the new fingerprint"
+            )
+
+    def close(self) -> None:
+        if self._connection is not None:
+            self._connection.close()
+            self._connection = None
+
+    # -- requests --
+
+    def url_path(self, path: str, query=None) -> str:
+        from urllib.parse import urlencode
+
+        full = self.prefix + path
+        if query:
+            full += ("&" if "?" in full else "?") + urlencode(
+                query, doseq=True
+            )
+        return full
+
+    def request(self, method, path, query=None, body=None,
+                content_type="application/json") -> Response:
+        """Send one request and return the response; raise on failure."""
+        target = self.url_path(path, query)
+        for _ in range(MAX_REDIRECTS + 1):
+            response = self._send_with_retries(
+                method, target, body, content_type
+            )
+            if response.status not in (301, 302, 303, 307, 308):
+                return response
+            target = self._redirect_target(method, response)
+        raise YtError(
+            f"too many redirects from {self.base_url}; check "
+            f"YOUTRACK_BASE_URL"
+        )
+
+    def _redirect_target(self, method, response) -> str:
+        from urllib.parse import urljoin, urlsplit
+
+        location = response.header("Location") or ""
+        current = f"{self.scheme}://{self.host}:{self.port}"
+        absolute = urljoin(current + "/", location)
+        parts = urlsplit(absolute)
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        if (parts.scheme, parts.hostname, port) != (
+            self.scheme, self.host, self.port
+        ):
+            raise YtError(
+                f"the server redirected to {escape_control(mask(absolute))},"
+                f" another scheme or host; yt does not follow it because "
+                f"the token would be sent there. If that is the real "
+                f"server, set YOUTRACK_BASE_URL to it"
+            )
+        if method != "GET":
+            raise YtError(
+                f"the server redirected a {method} request to "
+                f"{escape_control(mask(absolute))}; set YOUTRACK_BASE_URL "
+                f"to the URL the server redirects to"
+            )
+        target = parts.path or "/"
+        return target + (f"?{parts.query}" if parts.query else "")
+
+    def _send_with_retries(self, method, target, body, content_type):
+        attempts = MAX_RETRIES + 1 if method == "GET" else 1
+        for attempt in range(attempts):
+            last_try = attempt == attempts - 1
+            try:
+                response = self._send(method, target, body, content_type)
+            except NetworkError:
+                self.close()
+                if last_try:
+                    raise
+                delay = _backoff(attempt)
+                log.info("connection failed; retrying in %.1f s", delay)
+                self.sleep(delay)
+                continue
+            if response.status in (429, 502, 503, 504) and not last_try:
+                delay = _retry_after(response, attempt)
+                log.info(
+                    "server answered %d; retrying in %.1f s",
+                    response.status, delay,
+                )
+                self.sleep(delay)
+                continue
+            return response
+        raise AssertionError("unreachable")
+
+    def _send(self, method, target, body, content_type) -> Response:
+        import http.client
+        import ssl
+
+        headers = {
+            "Accept": "application/json",
+            "User-Agent": USER_AGENT,
+            "Host": self._host_header(),
+        }
+        if self.token:
+            headers["Authorization"] = f"Bearer {self.token}"
+        if body is not None:
+            headers["Content-Type"] = content_type
+        url = target
+        if self.proxy and self.scheme == "http":
+            url = f"http://{self._host_header()}{target}"
+            headers.update(self.proxy["headers"])
+        self._trace_request(method, target, headers, body)
+        reused = self._connection is not None
+        try:
+            connection = self._connect()
+            connection.request(method, url, body=body, headers=headers)
+            raw = connection.getresponse()
+            data = raw.read()
+            response = Response(
+                raw.status, raw.reason, raw.getheaders(), data
+            )
+            if raw.will_close:
+                self.close()
+        except ssl.SSLCertVerificationError as exc:
+            self.close()
+            raise self._certificate_error(exc) from None
+        except ssl.SSLError as exc:
+            self.close()
+            raise NetworkError(
+                f"TLS handshake with {self.host}:{self.port} failed: "
+                f"{exc.reason or exc}; check that {self.base_url} serves "
+                f"HTTPS on that port"
+            ) from None
+        except http.client.IncompleteRead as exc:
+            self.close()
+            raise NetworkError(
+                f"the response from {self.host}:{self.port} was cut off "
+                f"after {len(exc.partial)} bytes; retry, and check proxies "
+                f"between yt and the server"
+            ) from None
+        except (http.client.RemoteDisconnected, ConnectionResetError,
+                BrokenPipeError) as exc:
+            self.close()
+            if reused and method == "GET":
+                return self._send(method, target, body, content_type)
+            raise NetworkError(
+                f"the connection to {self.host}:{self.port} was closed "
+                f"before a response arrived ({type(exc).__name__}); retry, "
+                f"and check the server and proxies"
+            ) from None
+        except (http.client.HTTPException, OSError) as exc:
+            self.close()
+            raise self._network_error(exc) from None
+        self._trace_response(response)
+        return response
+
+    def _host_header(self) -> str:
+        default = 443 if self.scheme == "https" else 80
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return host if self.port == default else f"{host}:{self.port}"
+
+    def _network_error(self, exc) -> NetworkError:
+        import socket
+
+        where = f"{self.host}:{self.port}"
+        if self.proxy:
+            where += f" through the proxy {self.proxy['host']}"
+        if isinstance(exc, socket.gaierror):
+            return NetworkError(
+                f"cannot resolve the host name {self.host!r}: "
+                f"{exc.strerror or exc}; check YOUTRACK_BASE_URL and DNS"
+            )
+        if isinstance(exc, (socket.timeout, TimeoutError)):
+            return NetworkError(
+                f"timed out after {self.timeout:g} s waiting for {where}; "
+                f"check the network, or raise YOUTRACK_TIMEOUT"
+            )
+        if isinstance(exc, ConnectionRefusedError):
+            return NetworkError(
+                f"cannot connect to {where}: connection refused; check "
+                f"YOUTRACK_BASE_URL and that the server is running"
+            )
+        reason = getattr(exc, "strerror", None) or str(exc) or type(
+            exc
+        ).__name__
+        return NetworkError(
+            f"cannot connect to {where}: {reason}; check YOUTRACK_BASE_URL"
+            f" and the network"
+        )
+
+    def _certificate_error(self, exc) -> NetworkError:
+        code = getattr(exc, "verify_code", None)
+        reason = _VERIFY_REASONS.get(
+            code, getattr(exc, "verify_message", None) or str(exc)
+        )
+        fingerprint = self._peek_fingerprint()
+        hint = (
+            "add the CA that issued it with YOUTRACK_CA_BUNDLE=/path/to/"
+            "ca.pem, or pin this certificate with YOUTRACK_CERT_SHA256"
+        )
+        if code in (62, 64):
+            hint = (
+                "use the host name the certificate was issued for in "
+                "YOUTRACK_BASE_URL, or pin this certificate with "
+                "YOUTRACK_CERT_SHA256"
+            )
+        elif code in (9, 10):
+            hint = (
+                "renew the certificate on the server, and check this "
+                "machine's clock"
+            )
+        message = (
+            f"TLS certificate verification failed for {self.host}:"
+            f"{self.port}: {reason} (CA sources: "
+            f"{', '.join(self.tls.ca_sources())}). Fix: {hint}"
+        )
+        if fingerprint and code not in (9, 10):
+            message += (
+                f". The server's certificate has SHA-256 fingerprint "
+                f"{fingerprint}; compare it out of band before pinning it"
+            )
+        return NetworkError(message)
+
+    def _peek_fingerprint(self):
+        """Fetch the server certificate without trust, for error advice."""
+        import socket
+        import ssl
+
+        if self.proxy:
+            return None
+        context = ssl.create_default_context()
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+        try:
+            with socket.create_connection(
+                (self.host, self.port), timeout=min(self.timeout, 5)
+            ) as sock, context.wrap_socket(
+                sock, server_hostname=self.host
+            ) as tls:
+                der = tls.getpeercert(binary_form=True)
+        except (OSError, ssl.SSLError):
+            return None
+        return _fingerprint_text(hashlib.sha256(der).hexdigest())
+
+    # -- debug trace --
+
+    def _trace_request(self, method, target, headers, body) -> None:
+        if not self.debug:
+            return
+        lines = [f"> {method} {target}"]
+        lines += [f"> {key}: {value}" for key, value in headers.items()]
+        if body:
+            lines.append("> " + _trace_body(body))
+        log.debug("\n".join(lines))
+
+    def _trace_response(self, response) -> None:
+        if not self.debug:
+            return
+        lines = [f"< {response.status} {response.reason}"]
+        lines += [f"< {key}: {value}" for key, value in response.headers]
+        if response.body:
+            lines.append("< " + _trace_body(response.body))
+        log.debug("\n".join(lines))
+
+
+def _trace_body(body) -> str:
+    text = body.decode("utf-8", "replace") if isinstance(body, bytes) else (
+        str(body)
+    )
+    if len(text) > 4000:
+        text = text[:4000] + f"... ({len(text)} characters)"
+    return text
+
+
+def _backoff(attempt: int) -> float:
+    return min(RETRY_AFTER_CAP, 0.5 * (2 ** attempt))
+
+
+def _retry_after(response, attempt: int) -> float:
+    value = (response.header("Retry-After") or "").strip()
+    if value.isdigit():
+        return min(RETRY_AFTER_CAP, float(value))
+    if value:
+        from email.utils import parsedate_to_datetime
+
+        try:
+            moment = parsedate_to_datetime(value)
+            seconds = (moment - utc_now()).total_seconds()
+            return min(RETRY_AFTER_CAP, max(0.0, seconds))
+        except (TypeError, ValueError):
+            pass
+    return _backoff(attempt)
+
+
+def _certificate_not_after(der: bytes):
+    """Return a DER certificate's notAfter, or None without cryptography."""
+    try:
+        from cryptography import x509
+    except ImportError:
+        return None
+    try:
+        certificate = x509.load_der_x509_certificate(der)
+    except ValueError:
+        return None
+    moment = getattr(certificate, "not_valid_after_utc", None)
+    if moment is None:
+        moment = certificate.not_valid_after.replace(tzinfo=dt.timezone.utc)
+    return moment
+
+
+def _proxy_for(env, scheme, host):
+    """Return the proxy for scheme/host from *_PROXY, honouring NO_PROXY."""
+    from urllib.parse import unquote, urlsplit
+
+    def lookup(name):
+        return env.get(name.lower()) or env.get(name.upper())
+
+    no_proxy = lookup("no_proxy") or ""
+    for item in no_proxy.replace(" ", "").split(","):
+        item = item.lower().lstrip(".")
+        if item == "*":
+            return None
+        if item and (host.lower() == item or host.lower().endswith(
+            "." + item
+        )):
+            return None
+    value = lookup(f"{scheme}_proxy") or lookup("all_proxy")
+    if not value:
+        return None
+    if "://" not in value:
+        value = "http://" + value
+    try:
+        parts = urlsplit(value)
+        port = parts.port or 8080
+    except ValueError:
+        port = None
+    if port is None or not parts.hostname or parts.scheme != "http":
+        raise UsageError(
+            f"invalid proxy {mask(value)!r} in {scheme.upper()}_PROXY: "
+            f"expected http://host:port (https:// and socks proxies are "
+            f"not supported)"
+        )
+    headers = {}
+    if parts.username is not None:
+        userinfo = f"{unquote(parts.username)}:{unquote(parts.password or '')}"
+        SECRETS.add(parts.password or "")
+        headers["Proxy-Authorization"] = "Basic " + _b64(userinfo.encode())
+    return {"host": parts.hostname, "port": port, "headers": headers}
+
+
+# ##### YouTrack API ######################################################
+
+ISSUE_ROW_FIELDS = (
+    "id,idReadable,summary,updated,resolved,project(shortName),"
+    "customFields(name,value(name,login,fullName,presentation))"
+)
+ISSUE_FIELDS = (
+    "id,idReadable,summary,description,created,updated,resolved,"
+    "project(id,shortName,name),reporter(login,fullName),"
+    "customFields(name,value(name,login,fullName,presentation,minutes,text)),"
+    "comments(id,text,created,author(login,fullName))"
+)
+PROJECT_FIELDS = "id,shortName,name,description,archived"
+USER_FIELDS = "id,login,fullName,email"
+COMMENT_FIELDS = "id,text,created,author(login,fullName)"
+PROJECT_FIELD_FIELDS = "id,$type,field(name,fieldType(id,isMultiValue))"
+
+# ProjectCustomField $type -> (single-value, multi-value) IssueCustomField
+# $type and the key that names a value in a request body.
+_FIELD_TYPES = {
+    "EnumProjectCustomField": (
+        "SingleEnumIssueCustomField", "MultiEnumIssueCustomField", "name"),
+    "StateProjectCustomField": (
+        "StateIssueCustomField", "StateIssueCustomField", "name"),
+    "UserProjectCustomField": (
+        "SingleUserIssueCustomField", "MultiUserIssueCustomField", "login"),
+    "OwnedProjectCustomField": (
+        "SingleOwnedIssueCustomField", "MultiOwnedIssueCustomField", "name"),
+    "VersionProjectCustomField": (
+        "SingleVersionIssueCustomField", "MultiVersionIssueCustomField",
+        "name"),
+    "BuildProjectCustomField": (
+        "SingleBuildIssueCustomField", "MultiBuildIssueCustomField", "name"),
+    "GroupProjectCustomField": (
+        "SingleGroupIssueCustomField", "MultiGroupIssueCustomField", "name"),
+    "PeriodProjectCustomField": (
+        "PeriodIssueCustomField", "PeriodIssueCustomField", "presentation"),
+    "TextProjectCustomField": (
+        "TextIssueCustomField", "TextIssueCustomField", "text"),
+    "SimpleProjectCustomField": (
+        "SimpleIssueCustomField", "SimpleIssueCustomField", None),
+}
+
+
+def _is_html(response) -> bool:
+    kind = (response.header("Content-Type") or "").lower()
+    return "html" in kind or response.body.lstrip()[:1] == b"<"
+
+
+def _error_detail(response) -> str:
+    """Return YouTrack's error_description (or error), masked and escaped."""
+    try:
+        data = json.loads(response.body.decode("utf-8"))
+    except (ValueError, UnicodeDecodeError):
+        return ""
+    if not isinstance(data, dict):
+        return ""
+    detail = data.get("error_description") or data.get("error") or ""
+    return escape_control(mask(str(detail)))[:500]
+
+
+def check_response(response, what: str) -> None:
+    """Raise the YtError that fits an error status, naming what failed."""
+    status = response.status
+    if status < 400:
+        return
+    label = f"{status} {response.reason}".strip()
+    if _is_html(response):
+        raise (AuthError if status in (401, 403) else YtError)(
+            f"{what} failed: the server returned an HTML page ({label}) "
+            f"instead of JSON; a proxy error or a wrong path in "
+            f"YOUTRACK_BASE_URL is likely"
+        )
+    detail = _error_detail(response)
+    suffix = f": {detail}" if detail else ""
+    if status == 401:
+        raise AuthError(
+            f"{what} failed: the server rejected the token ({label}"
+            f"{suffix}); run yt auth login, or check YOUTRACK_TOKEN"
+        )
+    if status == 403:
+        raise AuthError(
+            f"{what} failed: permission denied ({label}{suffix}); the "
+            f"token's user lacks the permission for this"
+        )
+    if status == 404:
+        raise NotFoundError(f"{what} failed: not found ({label}{suffix})")
+    if status == 400:
+        raise YtError(f"{what} failed: invalid request ({label}{suffix})")
+    raise YtError(f"{what} failed: server error ({label}{suffix})")
+
+
+def parse_json_body(response, what: str):
+    if not response.body.strip():
+        return None
+    kind = (response.header("Content-Type") or "").lower()
+    if _is_html(response) or ("json" not in kind and kind):
+        raise YtError(
+            f"{what}: expected JSON from the server but got "
+            f"{kind or 'no content type'}; check that YOUTRACK_BASE_URL "
+            f"points at YouTrack, with its path prefix if it has one"
+        )
+    try:
+        return json.loads(response.body.decode("utf-8"))
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise YtError(
+            f"{what}: the server sent invalid JSON ({exc}); retry, and "
+            f"check proxies between yt and the server"
+        ) from None
+
+
+class YouTrack:
+    """The YouTrack REST calls yt makes, each with a fields= projection."""
+
+    def __init__(self, transport: Transport):
+        self.transport = transport
+
+    def call(self, method, path, query=None, payload=None, what=None):
+        body = None
+        if payload is not None:
+            body = json.dumps(payload).encode("utf-8")
+        what = what or f"{method} {path}"
+        response = self.transport.request(method, path, query, body)
+        check_response(response, what)
+        return parse_json_body(response, what)
+
+    def me(self) -> dict:
+        return self.call("GET", "/api/users/me", {"fields": USER_FIELDS},
+                         what="checking the token with /api/users/me")
+
+    def _paged(self, path, query, limit, what):
+        skip = 0
+        while limit is None or skip < limit:
+            top = PAGE_SIZE if limit is None else min(PAGE_SIZE, limit - skip)
+            page = self.call(
+                "GET", path, dict(query, **{"$top": top, "$skip": skip}),
+                what=what,
+            )
+            if not isinstance(page, list):
+                raise YtError(
+                    f"{what}: expected a JSON array from the server, got "
+                    f"{type(page).__name__}"
+                )
+            yield from page
+            skip += len(page)
+            if len(page) < top:
+                return
+
+    def issues(self, query=None, limit=None):
+        params = {"fields": ISSUE_ROW_FIELDS}
+        if query:
+            params["query"] = query
+        return self._paged("/api/issues", params, limit, "listing issues")
+
+    def issue(self, issue_id: str) -> dict:
+        return self.call(
+            "GET", f"/api/issues/{_path_id(issue_id)}",
+            {"fields": ISSUE_FIELDS}, what=f"reading issue {issue_id}",
+        )
+
+    def projects(self, limit=None):
+        return self._paged(
+            "/api/admin/projects", {"fields": PROJECT_FIELDS}, limit,
+            "listing projects",
+        )
+
+    def find_project(self, name: str) -> dict:
+        wanted = name.lower()
+        for project in self.projects():
+            if wanted in (str(project.get("shortName", "")).lower(),
+                          str(project.get("name", "")).lower()):
+                return project
+        raise NotFoundError(
+            f"project {name!r} not found; yt projects list shows the "
+            f"short names you can use"
+        )
+
+    def custom_fields_payload(self, project: dict, fields: dict) -> list:
+        """Build customFields for a request from NAME=VALUE pairs."""
+        if not fields:
+            return []
+        known = self.call(
+            "GET", f"/api/admin/projects/{project['id']}/customFields",
+            {"fields": PROJECT_FIELD_FIELDS, "$top": 500},
+            what=f"reading the fields of project {project.get('shortName')}",
+        )
+        by_name = {
+            str(item.get("field", {}).get("name", "")).lower(): item
+            for item in known or []
+        }
+        payload = []
+        for name, value in fields.items():
+            item = by_name.get(name.lower())
+            if item is None:
+                names = ", ".join(
+                    sorted(i.get("field", {}).get("name", "") for i in known)
+                )
+                raise UsageError(
+                    f"project {project.get('shortName')} has no field "
+                    f"{name!r}; its fields are: {names}"
+                )
+            payload.append(_custom_field_value(item, value))
+        return payload
+
+    def create_issue(self, project_name, summary, description, fields):
+        project = self.find_project(project_name)
+        payload = {"project": {"id": project["id"]}, "summary": summary}
+        if description is not None:
+            payload["description"] = description
+        custom = self.custom_fields_payload(project, fields)
+        if custom:
+            payload["customFields"] = custom
+        return self.call(
+            "POST", "/api/issues", {"fields": ISSUE_FIELDS}, payload,
+            what=f"creating an issue in {project_name}",
+        )
+
+    def update_issue(self, issue_id, summary, description, fields):
+        payload = {}
+        if summary is not None:
+            payload["summary"] = summary
+        if description is not None:
+            payload["description"] = description
+        if fields:
+            current = self.call(
+                "GET", f"/api/issues/{_path_id(issue_id)}",
+                {"fields": "id,project(id,shortName)"},
+                what=f"reading issue {issue_id}",
+            )
+            payload["customFields"] = self.custom_fields_payload(
+                current["project"], fields
+            )
+        return self.call(
+            "POST", f"/api/issues/{_path_id(issue_id)}",
+            {"fields": ISSUE_FIELDS}, payload,
+            what=f"updating issue {issue_id}",
+        )
+
+    def add_comment(self, issue_id, text):
+        return self.call(
+            "POST", f"/api/issues/{_path_id(issue_id)}/comments",
+            {"fields": COMMENT_FIELDS}, {"text": text},
+            what=f"commenting on issue {issue_id}",
+        )
+
+
+def _path_id(issue_id: str) -> str:
+    from urllib.parse import quote
+
+    if not re.fullmatch(r"[A-Za-z0-9_.-]+", issue_id):
+        raise UsageError(
+            f"invalid issue id {issue_id!r}: expected an id such as "
+            f"DEMO-12 or 2-45"
+        )
+    return quote(issue_id)
+
+
+def _custom_field_value(item: dict, value: str) -> dict:
+    field = item.get("field", {})
+    kind = _FIELD_TYPES.get(item.get("$type"))
+    multi = bool(field.get("fieldType", {}).get("isMultiValue"))
+    if kind is None:
+        return {"name": field.get("name"), "$type": "SimpleIssueCustomField",
+                "value": value}
+    single_type, multi_type, key = kind
+    issue_type = multi_type if multi else single_type
+    if value == "":
+        return {"name": field.get("name"), "$type": issue_type,
+                "value": [] if multi else None}
+    if key is None:
+        converted = _simple_value(field, value)
+    elif multi:
+        converted = [{key: part.strip()} for part in value.split(",")]
+    else:
+        converted = {key: value}
+    return {"name": field.get("name"), "$type": issue_type,
+            "value": converted}
+
+
+def _simple_value(field: dict, value: str):
+    type_id = str(field.get("fieldType", {}).get("id", ""))
+    try:
+        if type_id == "integer":
+            return int(value)
+        if type_id == "float":
+            return float(value)
+        if type_id.startswith("date"):
+            moment = parse_expiry(value)
+            return int(moment.timestamp() * 1000)
+    except (ValueError, UsageError):
+        raise UsageError(
+            f"invalid value {value!r} for field {field.get('name')!r}: "
+            f"expected a {type_id}"
+        ) from None
+    return value
+
+
+def field_value_text(value) -> str:
+    """Render a custom field value as short text."""
+    if value is None:
+        return ""
+    if isinstance(value, list):
+        return ", ".join(field_value_text(item) for item in value)
+    if isinstance(value, dict):
+        for key in ("presentation", "name", "fullName", "login", "text"):
+            if value.get(key) not in (None, ""):
+                return str(value[key])
+        return ""
+    return str(value)
+
+
+def custom_field(issue: dict, name: str) -> str:
+    for field in issue.get("customFields") or []:
+        if str(field.get("name", "")).lower() == name.lower():
+            return field_value_text(field.get("value"))
+    return ""
+
+
+def format_timestamp(milliseconds) -> str:
+    if not isinstance(milliseconds, (int, float)):
+        return ""
+    moment = dt.datetime.fromtimestamp(milliseconds / 1000, dt.timezone.utc)
+    return moment.strftime("%Y-%m-%d %H:%M UTC")
+
+
+# ##### Output ############################################################
+
+NOTICE = 25
+logging.addLevelName(NOTICE, "NOTICE")
+_MARKERS = {
+    "ok": ("✅", "[OK]"),
+    "warning": ("⚠️", "WARNING:"),
+    "error": ("❌", "ERROR:"),
+}
+_COLORS = {"red": "31", "green": "32", "yellow": "33", "dim": "2"}
+
+
+def _can_encode(stream, text: str) -> bool:
+    encoding = getattr(stream, "encoding", None) or "ascii"
+    try:
+        text.encode(encoding)
+    except (UnicodeEncodeError, LookupError):
+        return False
+    return True
+
+
+def _wants_color(stream, env, no_color: bool) -> bool:
+    if no_color or "NO_COLOR" in env or env.get("TERM") == "dumb":
+        return False
+    isatty = getattr(stream, "isatty", None)
+    return bool(isatty and isatty())
+
+
+class Output:
+    """Masked writers for stdout (data) and stderr (messages)."""
+
+    def __init__(self, stdout, stderr, env, no_color=False):
+        self.stdout = stdout
+        self.stderr = stderr
+        self.color = _wants_color(stdout, env, no_color)
+        self.err_color = _wants_color(stderr, env, no_color)
+        self.emoji = _can_encode(stdout, "✅🟢🟡🔴⚪⚠️…")
+        self.err_emoji = _can_encode(stderr, "✅⚠️❌")
+        self.ellipsis = "…" if _can_encode(stdout, "…") else "..."
+
+    @property
+    def is_terminal(self) -> bool:
+        isatty = getattr(self.stdout, "isatty", None)
+        return bool(isatty and isatty())
+
+    def paint(self, text: str, color: str, stderr=False) -> str:
+        if not (self.err_color if stderr else self.color):
+            return text
+        return f"\x1b[{_COLORS[color]}m{text}\x1b[0m"
+
+    def marker(self, name: str, stderr=False) -> str:
+        emoji, ascii_text = _MARKERS.get(name) or STATUS_MARKERS[name]
+        return emoji if (self.err_emoji if stderr else self.emoji) else (
+            ascii_text
+        )
+
+    def write(self, text: str = "") -> None:
+        """Write one masked line of data to stdout."""
+        self.stdout.write(mask(text) + "\n")
+
+    def write_raw(self, text: str) -> None:
+        """Write text unmasked: only for output the user asked for."""
+        self.stdout.write(text + "\n")
+        self.stdout.flush()
+
+    def json(self, data) -> None:
+        self.write(json_text(data))
+
+    def flush(self) -> None:
+        self.stdout.flush()
+
+
+class StderrHandler(logging.Handler):
+    """Log handler for stderr: masked, with markers and optional colour."""
+
+    def __init__(self, output: Output):
+        super().__init__()
+        self.output = output
+        self.setFormatter(MaskingFormatter("%(message)s"))
+
+    def emit(self, record):
+        try:
+            text = self.format(record)
+            out = self.output
+            if record.levelno >= logging.ERROR:
+                text = out.paint(f"yt: error: {text}", "red", stderr=True)
+            elif record.levelno >= logging.WARNING:
+                text = out.paint(
+                    f"{out.marker('warning', stderr=True)} {text}", "yellow",
+                    stderr=True,
+                )
+            elif record.levelno < NOTICE:
+                text = out.paint(text, "dim", stderr=True)
+            out.stderr.write(text + "\n")
+            out.stderr.flush()
+        except Exception:  # a broken stderr must not end the command
+            self.handleError(record)
+
+
+def terminal_width(env) -> int:
+    import shutil
+
+    try:
+        columns = int(env.get("COLUMNS", ""))
+    except ValueError:
+        columns = 0
+    return columns or shutil.get_terminal_size((100, 24)).columns
+
+
+class Table:
+    """Columns fitted to the terminal; long cells end in an ellipsis.
+
+    Widths are fixed by the first rows given, so that later rows of a
+    streamed listing line up without buffering the whole result.
+    """
+
+    def __init__(self, output: Output, headers, flexible, width=None):
+        self.output = output
+        self.headers = list(headers)
+        self.flexible = flexible
+        self.width = width
+        self.widths = None
+
+    def _fit(self, rows) -> None:
+        widths = [len(h) for h in self.headers]
+        for row in rows:
+            for index, cell in enumerate(row):
+                widths[index] = max(widths[index], len(cell))
+        if self.width:
+            gap = 2 * (len(widths) - 1)
+            for index in range(len(widths)):
+                if index != self.flexible:
+                    widths[index] = min(widths[index], 30)
+            others = sum(w for i, w in enumerate(widths) if i != self.flexible)
+            widths[self.flexible] = max(
+                10, min(widths[self.flexible], self.width - others - gap)
+            )
+        self.widths = widths
+
+    def _cell(self, text: str, width: int) -> str:
+        if self.width and len(text) > width:
+            text = text[: max(0, width - len(self.output.ellipsis))] + (
+                self.output.ellipsis
+            )
+        return text.ljust(width)
+
+    def rows(self, rows) -> None:
+        rows = [[escape_control(str(c)) for c in row] for row in rows]
+        if self.widths is None:
+            self._fit(rows)
+            header = "  ".join(
+                self._cell(h, w) for h, w in zip(self.headers, self.widths)
+            ).rstrip()
+            self.output.write(self.output.paint(header, "dim"))
+        for row in rows:
+            line = "  ".join(
+                self._cell(c, w) for c, w in zip(row, self.widths)
+            )
+            self.output.write(line.rstrip())
+
+
+# ##### Command context ###################################################
+
+
+def _is_loopback(host: str) -> bool:
+    if host in ("localhost", "localhost.localdomain") or host.endswith(
+        ".localhost"
+    ):
+        return True
+    import ipaddress
+
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class Context:
+    """Settings, output and lazily opened credentials for one command."""
+
+    def __init__(self, args, env, stdin, output: Output):
+        self.args = args
+        self.env = env
+        self.stdin = stdin
+        self.out = output
+        flags = {"YOUTRACK_BASE_URL": getattr(args, "base_url", None)}
+        self.settings = Settings(env, flags)
+        self.data_path = data_dir(env)
+        self.config_path = config_dir(env)
+        self.debug = bool(getattr(args, "debug", False))
+        self._credential = None
+        self._client = None
+        self._keyring = None
+        self.contacted_server = False
+
+    # -- stores --
+
+    def keyring(self) -> KeyringStore:
+        if self._keyring is None:
+            self._keyring = KeyringStore(self.env)
+        return self._keyring
+
+    def encrypted_store(self, passphrase=None) -> EncryptedFileStore:
+        passphrase = passphrase or self.settings.get(
+            "YT_CREDENTIAL_PASSPHRASE"
+        )
+        if passphrase:
+            SECRETS.add(passphrase)
+        return EncryptedFileStore(
+            self.data_path, self.config_path, passphrase,
+            prompt=self._passphrase_prompt,
+        )
+
+    def _passphrase_prompt(self):
+        if not _is_tty(self.stdin):
+            return None
+        import getpass
+
+        return getpass.getpass("Passphrase for the credential file: ")
+
+    def legacy_store(self) -> LegacyFileStore:
+        return LegacyFileStore(self.settings)
+
+    def expiry_records(self) -> ExpiryRecords:
+        return ExpiryRecords(self.data_path)
+
+    # -- credentials --
+
+    def base_url(self) -> str:
+        url = self.settings.get("YOUTRACK_BASE_URL")
+        if not url:
+            raise AuthError(
+                "no YouTrack URL is configured; run yt auth login, or set "
+                "YOUTRACK_BASE_URL (or pass --base-url)"
+            )
+        return url
+
+    def credential(self, warn=True) -> Credential:
+        """Find the token: environment, keyring, encrypted, plain file."""
+        if self._credential is None:
+            self._credential = self._lookup_credential()
+            if warn:
+                self._warn_expiry(self._credential)
+        return self._credential
+
+    def _lookup_credential(self) -> Credential:
+        base_url = self.base_url()
+        token = self.env.get("YOUTRACK_TOKEN")
+        if token:
+            token = validate_token(token)
+            SECRETS.add(token)
+            return Credential(base_url, token, "environment",
+                              "YOUTRACK_TOKEN")
+        keyring = self.keyring()
+        token = keyring.get(base_url) if self._keyring_usable() else None
+        if token:
+            return Credential(base_url, token, "keyring",
+                              keyring.backend_name or "")
+        store = self.encrypted_store()
+        if store.has(base_url):
+            self._keyring_notice(keyring)
+            token = store.get(base_url)
+            return Credential(base_url, token, "encrypted file", store.path)
+        token = self.legacy_store().get(base_url)
+        if token:
+            log.warning(
+                "the token is read from the plain-text file %s; move it "
+                "into the keyring or encrypted file with: yt auth login",
+                self.settings.path,
+            )
+            return Credential(base_url, token, "plain file",
+                              self.settings.path)
+        raise AuthError(
+            f"no token stored for {base_url}; run yt auth login, or set "
+            f"YOUTRACK_TOKEN"
+        )
+
+    def _keyring_usable(self) -> bool:
+        try:
+            import importlib.util
+
+            if importlib.util.find_spec("keyring") is None:
+                return False
+        except (ImportError, ValueError):
+            return False
+        return True
+
+    def _keyring_notice(self, keyring: KeyringStore) -> None:
+        problem = keyring.problem
+        if problem and not keyring.absent:
+            log.warning("keyring unavailable (%s); using the encrypted "
+                        "credential file", problem)
+
+    def _warn_expiry(self, credential: Credential) -> None:
+        try:
+            if not self.settings.get("YT_TOKEN_WARNINGS"):
+                return
+            days = self.settings.get("YT_TOKEN_WARNING_DAYS")
+            recorded = self.expiry_records().get(credential.token)
+        except YtError as exc:
+            log.warning("%s", exc)
+            return
+        status = token_status(credential.token, recorded, warning_days=days)
+        if status["status"] == "expired":
+            log.warning(
+                "the token expired on %s; create a new token in YouTrack "
+                "and run: yt auth token --update", status["expires_at"],
+            )
+        elif status["status"] == "expiring":
+            log.warning(
+                "the token expires on %s (in %d days); create a new one "
+                "soon and run: yt auth token --update",
+                status["expires_at"], status["days_left"],
+            )
+
+    # -- server --
+
+    def client(self, credential=None) -> YouTrack:
+        if self._client is None or credential is not None:
+            credential = credential or self.credential()
+            self.warn_transport(credential.base_url)
+            transport = Transport(
+                credential.base_url, credential.token, self.settings,
+                debug=self.debug,
+            )
+            self._client = YouTrack(transport)
+            self.contacted_server = True
+        return self._client
+
+    def warn_transport(self, base_url: str) -> None:
+        from urllib.parse import urlsplit
+
+        parts = urlsplit(base_url)
+        if parts.scheme == "https" and not self.settings.verify_ssl:
+            log.warning("%s", SSL_DISABLED_WARNING)
+        if parts.scheme == "http" and not _is_loopback(parts.hostname):
+            log.warning(
+                "%s uses plain http, so the token travels in clear text; "
+                "use https", base_url,
+            )
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.transport.close()
+
+
+def _is_tty(stream) -> bool:
+    isatty = getattr(stream, "isatty", None)
+    return bool(isatty and isatty())
+
+
+def read_secret(ctx: Context, prompt: str, from_stdin: bool) -> str:
+    """Read a secret from stdin (--token-stdin) or a hidden prompt."""
+    if from_stdin:
+        text = ctx.stdin.read()
+        if not text.strip():
+            raise UsageError(
+                "--token-stdin read nothing; pipe the token in, e.g. "
+                "yt auth login --token-stdin < token.txt"
+            )
+        return validate_token(text)
+    if not _is_tty(ctx.stdin):
+        raise UsageError(
+            "stdin is not a terminal, so yt cannot prompt for the token; "
+            "pipe it with --token-stdin"
+        )
+    import getpass
+
+    return validate_token(getpass.getpass(prompt))
+
+
+def _parse_pairs(pairs, what: str) -> dict:
+    result = {}
+    for pair in pairs or []:
+        if "=" not in pair or pair.startswith("="):
+            raise UsageError(
+                f"invalid {what} {mask(pair)!r}: expected NAME=VALUE"
+            )
+        name, value = pair.split("=", 1)
+        result[name.strip()] = value
+    return result
+
+
+# ##### Commands: auth ####################################################
+
+
+def _store_token(ctx: Context, base_url: str, token: str,
+                 passphrase=None) -> str:
+    """Store a token in the best store; remove it from the others.
+
+    Returns the store used.  Removing the old entries from every other
+    store means a rotated token is never shadowed by a stale one.
+    """
+    if not ctx.settings.get("YT_CREDENTIAL_ENCRYPTION"):
+        ctx.legacy_store().set(base_url, token)
+        used = "plain file"
+    else:
+        keyring = ctx.keyring()
+        if not passphrase and keyring.set(base_url, token):
+            used = "keyring"
+        else:
+            if keyring.problem and not passphrase:
+                log.log(NOTICE, "Keyring unavailable: %s", keyring.problem)
+            ctx.encrypted_store(passphrase).set(base_url, token)
+            used = "encrypted file"
+    if used != "keyring" and ctx.settings.get("YT_CREDENTIAL_ENCRYPTION"):
+        with contextlib.suppress(MissingDependencyError):
+            ctx.keyring().delete(base_url)
+    if used != "encrypted file":
+        store = ctx.encrypted_store()
+        if store.has(base_url):
+            store.delete(base_url)
+    if used != "plain file":
+        ctx.legacy_store().delete(base_url)
+    return used
+
+
+def _report_store(ctx: Context, used: str) -> None:
+    out = ctx.out
+    if used == "keyring":
+        log.log(NOTICE, "%s Token stored in the system keyring (%s)",
+                out.marker("ok", stderr=True), ctx.keyring().backend_name)
+    elif used == "encrypted file":
+        store = ctx.encrypted_store()
+        log.log(
+            NOTICE, "%s",
+            out.paint(
+                f"{out.marker('warning', stderr=True)} Token stored in the "
+                f"encrypted file {store.path} (keyring unavailable), "
+                f"protected by {store.describe_protection()}",
+                "yellow", stderr=True,
+            ),
+        )
+    else:
+        log.warning(
+            "Token stored in PLAIN TEXT in %s because "
+            "YT_CREDENTIAL_ENCRYPTION=false; anyone who can read that file "
+            "can use it", ctx.settings.path,
+        )
+
+
+def login(ctx: Context, args) -> int:
+    base_url = ctx.settings.get("YOUTRACK_BASE_URL")
+    if not base_url:
+        if not _is_tty(ctx.stdin) or args.token_stdin:
+            raise UsageError(
+                "no YouTrack URL given; pass --base-url URL or set "
+                "YOUTRACK_BASE_URL"
+            )
+        base_url = parse_base_url(
+            "the YouTrack URL", input("YouTrack URL: ")
+        )
+    expires = parse_expiry(args.expires) if args.expires else None
+    if ctx.env.get("YOUTRACK_TOKEN"):
+        log.warning(
+            "YOUTRACK_TOKEN is set in the environment and overrides the "
+            "token stored now; unset it to use the stored token"
+        )
+    token = read_secret(ctx, "YouTrack token (input hidden): ",
+                        args.token_stdin)
+    SECRETS.add(token)
+    passphrase = None
+    if args.passphrase:
+        passphrase = ctx.settings.get("YT_CREDENTIAL_PASSPHRASE")
+        if not passphrase:
+            passphrase = _new_passphrase(ctx)
+    credential = Credential(base_url, token, "login")
+    user = ctx.client(credential).me()
+    used = _store_token(ctx, base_url, token, passphrase)
+    if expires is not None:
+        ctx.expiry_records().set(token, expires)
+    configured = ctx.settings.file_values.get("YOUTRACK_BASE_URL")
+    if configured != base_url and used != "plain file":
+        update_config_file(ctx.settings.path, {"YOUTRACK_BASE_URL": base_url})
+    ctx.audit_events.append({"event": "auth", "action": "login",
+                             "store": used, "base_url": base_url})
+    _report_store(ctx, used)
+    log.log(NOTICE, "Logged in to %s as %s", base_url,
+            escape_control(str(user.get("login", "?"))))
+    return 0
+
+
+def _new_passphrase(ctx: Context) -> str:
+    if not _is_tty(ctx.stdin):
+        raise UsageError(
+            "--passphrase needs a terminal to ask for the passphrase, or "
+            "YT_CREDENTIAL_PASSPHRASE set in the environment"
+        )
+    import getpass
+
+    first = getpass.getpass("New passphrase for the credential file: ")
+    if len(first) < 8:
+        raise UsageError("the passphrase is shorter than 8 characters")
+    if getpass.getpass("Repeat the passphrase: ") != first:
+        raise UsageError("the passphrases do not match; nothing was stored")
+    SECRETS.add(first)
+    return first
+
+
+def logout(ctx: Context, args) -> int:
+    base_url = ctx.base_url()
+    removed = []
+    keyring = ctx.keyring()
+    with contextlib.suppress(MissingDependencyError):
+        if keyring.delete(base_url):
+            removed.append("keyring")
+    store = ctx.encrypted_store()
+    if store.has(base_url):
+        store.delete(base_url)
+        removed.append(f"encrypted file {store.path}")
+    if ctx.legacy_store().delete(base_url):
+        removed.append(f"plain file {ctx.settings.path}")
+    ctx.audit_events.append({"event": "auth", "action": "logout",
+                             "base_url": base_url, "removed": removed})
+    if removed:
+        log.log(NOTICE, "Removed the token for %s from: %s", base_url,
+                ", ".join(removed))
+    else:
+        log.log(NOTICE, "No stored token for %s", base_url)
+    if ctx.env.get("YOUTRACK_TOKEN"):
+        log.warning("YOUTRACK_TOKEN is still set in the environment")
+    return 0
+
+
+def _token_summary(ctx: Context, credential: Credential) -> dict:
+    days = ctx.settings.get("YT_TOKEN_WARNING_DAYS")
+    recorded = ctx.expiry_records().get(credential.token)
+    status = token_status(credential.token, recorded, warning_days=days,
+                          source=credential.source)
+    status["recorded_expiry"] = recorded is not None
+    return status
+
+
+def _source_text(ctx: Context, credential: Credential) -> str:
+    if credential.source == "environment":
+        return "environment variable YOUTRACK_TOKEN"
+    if credential.source == "keyring":
+        return f"system keyring ({credential.detail})"
+    if credential.source == "encrypted file":
+        protection = ctx.encrypted_store().describe_protection()
+        return f"encrypted file {credential.detail} ({protection})"
+    return f"plain-text file {credential.detail}"
+
+
+def show_auth_status(ctx: Context, args) -> int:
+    credential = ctx.credential()
+    status = _token_summary(ctx, credential)
+    user, problem, code = None, None, 0
+    try:
+        user = ctx.client().me()
+    except YtError as exc:
+        problem, code = str(exc), exc.exit_code
+    data = {
+        "base_url": credential.base_url,
+        "user": user.get("login") if user else None,
+        "user_name": user.get("fullName") if user else None,
+        "source": credential.source,
+        "source_detail": _source_text(ctx, credential),
+        "token": f"{MASK} ({token_kind(credential.token)}, "
+                 f"{len(credential.token)} characters)",
+        "token_status": status,
+        "server_check": "ok" if problem is None else problem,
+    }
+    if args.format == "json":
+        ctx.out.json(data)
+        return code
+    out = ctx.out
+    marker = out.marker(status["status"])
+    rows = [
+        ("URL", data["base_url"]),
+        ("User", f"{data['user']} ({data['user_name']})" if user else
+         f"unknown: {problem}"),
+        ("Source", data["source_detail"]),
+        ("Token", data["token"]),
+        ("Expiry", f"{marker} {_status_text(status)}"),
+    ]
+    for label, value in rows:
+        out.write(f"{label + ':':<8} {escape_control(str(value))}")
+    return code
+
+
+def _status_text(status: dict) -> str:
+    name = status["status"]
+    if name == "permanent":
+        return "permanent (no expiry date)"
+    if name == "unknown":
+        return ("unknown (record it with: yt auth token --update "
+                "--expires DATE)")
+    when = status["expires_at"]
+    days = status["days_left"]
+    if name == "expired":
+        return f"expired on {when} ({-days} days ago)"
+    return f"{name}, expires {when} ({days} days left)"
+
+
+def manage_token(ctx: Context, args) -> int:
+    if args.show:
+        credential = ctx.credential(warn=False)
+        ctx.out.write_raw(credential.token)
+        return 0
+    current = None
+    with contextlib.suppress(AuthError):
+        current = ctx.credential(warn=False)
+    expires = parse_expiry(args.expires) if args.expires else None
+    if args.expires and not args.token_stdin and current is not None:
+        ctx.expiry_records().set(current.token, expires)
+        ctx.audit_events.append({"event": "auth", "action": "record_expiry"})
+        log.log(NOTICE, "Recorded expiry %s for the current token",
+                _now_iso(expires))
+        return 0
+    base_url = ctx.base_url()
+    token = read_secret(ctx, "New YouTrack token (input hidden): ",
+                        args.token_stdin)
+    SECRETS.add(token)
+    ctx.client(Credential(base_url, token, "update")).me()
+    if current is not None and current.source == "environment":
+        log.warning(
+            "the current token comes from YOUTRACK_TOKEN; the new token is"
+            " stored, but the variable still overrides it"
+        )
+    used = _store_token(ctx, base_url, token)
+    if expires is not None:
+        ctx.expiry_records().set(token, expires)
+    ctx.audit_events.append({"event": "auth", "action": "token_update",
+                             "store": used, "base_url": base_url})
+    _report_store(ctx, used)
+    return 0
+
+
+def show_token_status(ctx: Context, args) -> int:
+    credential = ctx.credential(warn=False)
+    status = _token_summary(ctx, credential)
+    if args.format == "json":
+        ctx.out.json({k: status[k] for k in (
+            "status", "expires_at", "days_left", "source", "kind",
+            "recorded_expiry")})
+    else:
+        out = ctx.out
+        out.write(f"{out.marker(status['status'])} {_status_text(status)}")
+        out.write(f"Kind:   {status['kind']}")
+        out.write(f"Source: {_source_text(ctx, credential)}")
+    return 3 if status["status"] == "expired" else 0
+
+
+# ##### Commands: issues, projects, api ###################################
+
+
+def _issue_row(issue: dict) -> list:
+    return [
+        issue.get("idReadable") or issue.get("id", ""),
+        custom_field(issue, "State"),
+        custom_field(issue, "Priority"),
+        custom_field(issue, "Assignee"),
+        issue.get("summary") or "",
+    ]
+
+
+class _Progress:
+    """A 'fetched N' line on stderr while a long listing pages."""
+
+    def __init__(self, ctx: Context):
+        self.stream = ctx.out.stderr
+        self.enabled = _is_tty(self.stream)
+        self.shown = False
+
+    def update(self, count: int) -> None:
+        if self.enabled and count and count % PAGE_SIZE == 0:
+            self.stream.write(f"\rfetched {count} issues...")
+            self.stream.flush()
+            self.shown = True
+
+    def done(self) -> None:
+        if self.shown:
+            self.stream.write("\r\x1b[K")
+            self.stream.flush()
+
+
+def list_issues(ctx: Context, args) -> int:
+    if args.limit is not None and args.limit < 1:
+        raise UsageError(f"invalid --limit {args.limit}: expected 1 or more")
+    query = args.query or ""
+    if args.project:
+        name = args.project
+        scope = name if re.fullmatch(r"[\w.-]+", name) else "{" + name + "}"
+        query = f"project: {scope} {query}".strip()
+    issues = ctx.client().issues(query or None, args.limit)
+    progress = _Progress(ctx)
+    count = 0
+    if args.format == "json":
+        ctx.out.stdout.write("[")
+        for issue in issues:
+            prefix = "\n" if count == 0 else ",\n"
+            ctx.out.stdout.write(prefix + mask(json_text(issue, indent=None)))
+            count += 1
+            progress.update(count)
+        ctx.out.stdout.write("\n]\n" if count else "]\n")
+        progress.done()
+        return 0
+    width = terminal_width(ctx.env) if ctx.out.is_terminal else None
+    table = Table(ctx.out, ["ID", "STATE", "PRIORITY", "ASSIGNEE", "SUMMARY"],
+                  flexible=4, width=width)
+    batch = []
+    for issue in issues:
+        batch.append(_issue_row(issue))
+        count += 1
+        if len(batch) >= PAGE_SIZE:
+            table.rows(batch)
+            ctx.out.flush()
+            batch = []
+        progress.update(count)
+    progress.done()
+    if batch:
+        table.rows(batch)
+    if count == 0:
+        log.log(NOTICE, "No issues match.")
+    return 0
+
+
+def show_issue(ctx: Context, args) -> int:
+    issue = ctx.client().issue(args.id)
+    if args.format == "json":
+        ctx.out.json(issue)
+        return 0
+    out = ctx.out
+    project = issue.get("project") or {}
+    reporter = issue.get("reporter") or {}
+    out.write(escape_control(
+        f"{issue.get('idReadable')}: {issue.get('summary') or ''}"
+    ))
+    lines = [
+        ("Project", project.get("shortName") or project.get("name")),
+        ("Reporter", reporter.get("fullName") or reporter.get("login")),
+        ("Created", format_timestamp(issue.get("created"))),
+        ("Updated", format_timestamp(issue.get("updated"))),
+        ("Resolved", format_timestamp(issue.get("resolved")) or "no"),
+    ]
+    for field in issue.get("customFields") or []:
+        lines.append((field.get("name"), field_value_text(field.get("value"))
+                      or "-"))
+    for label, value in lines:
+        out.write(escape_control(f"  {label + ':':<14} {value or ''}"))
+    if issue.get("description"):
+        out.write()
+        for line in str(issue["description"]).splitlines():
+            out.write("  " + escape_control(line))
+    comments = issue.get("comments") or []
+    if comments:
+        out.write()
+        out.write(f"Comments ({len(comments)}):")
+        for comment in comments:
+            author = comment.get("author") or {}
+            out.write(escape_control(
+                f"  {author.get('login', '?')}, "
+                f"{format_timestamp(comment.get('created'))}:"
+            ))
+            for line in str(comment.get("text") or "").splitlines():
+                out.write("    " + escape_control(line))
+    return 0
+
+
+def create_issue(ctx: Context, args) -> int:
+    fields = _parse_pairs(args.field, "--field")
+    description = _text_argument(ctx, args.description)
+    issue = ctx.client().create_issue(
+        args.project, args.summary, description, fields
+    )
+    ctx.audit_extra["issue"] = issue.get("idReadable")
+    if args.format == "json":
+        ctx.out.json(issue)
+    else:
+        ctx.out.write(escape_control(str(issue.get("idReadable"))))
+        log.log(NOTICE, "Created %s: %s", issue.get("idReadable"),
+                escape_control(str(issue.get("summary"))))
+    return 0
+
+
+def update_issue(ctx: Context, args) -> int:
+    fields = _parse_pairs(args.field, "--field")
+    description = _text_argument(ctx, args.description)
+    if args.summary is None and description is None and not fields:
+        raise UsageError(
+            "nothing to update; pass --summary, --description or "
+            "--field NAME=VALUE"
+        )
+    issue = ctx.client().update_issue(
+        args.id, args.summary, description, fields
+    )
+    if args.format == "json":
+        ctx.out.json(issue)
+    else:
+        log.log(NOTICE, "Updated %s", issue.get("idReadable") or args.id)
+    return 0
+
+
+def comment_issue(ctx: Context, args) -> int:
+    text = _text_argument(ctx, args.text)
+    if not text or not text.strip():
+        raise UsageError("the comment text is empty")
+    comment = ctx.client().add_comment(args.id, text)
+    if args.format == "json":
+        ctx.out.json(comment)
+    else:
+        log.log(NOTICE, "Commented on %s", args.id)
+    return 0
+
+
+def _text_argument(ctx: Context, value):
+    """Return value, or stdin's text when value is '-'."""
+    if value == "-":
+        return ctx.stdin.read()
+    return value
+
+
+def list_projects(ctx: Context, args) -> int:
+    projects = ctx.client().projects()
+    if args.format == "json":
+        ctx.out.json(list(projects))
+        return 0
+    width = terminal_width(ctx.env) if ctx.out.is_terminal else None
+    table = Table(ctx.out, ["SHORT NAME", "NAME", "ID"], flexible=1,
+                  width=width)
+    rows = [[p.get("shortName", ""), p.get("name", ""), p.get("id", "")]
+            for p in projects]
+    table.rows(rows)
+    return 0
+
+
+def call_api(ctx: Context, args) -> int:
+    from urllib.parse import parse_qsl, urlsplit
+
+    method = args.method.upper()
+    if not re.fullmatch(r"[A-Z]+", method):
+        raise UsageError(f"invalid method {args.method!r}: expected GET, "
+                         f"POST, DELETE ...")
+    raw_path = args.path.strip()
+    if re.match(r"[a-z][a-z0-9+.-]*://", raw_path, re.I):
+        raise UsageError(
+            "pass a path such as /api/users/me, not a full URL; the "
+            "server comes from YOUTRACK_BASE_URL"
+        )
+    split = urlsplit(raw_path)
+    path = "/" + split.path.lstrip("/")
+    if not path.startswith("/api/") and path != "/api":
+        path = "/api" + path
+    query = parse_qsl(split.query, keep_blank_values=True)
+    fields = _parse_pairs(args.field, "-f")
+    body = None
+    if args.input:
+        if args.input == "-":
+            body = ctx.stdin.buffer.read() if hasattr(
+                ctx.stdin, "buffer") else ctx.stdin.read().encode()
+        else:
+            try:
+                with open(args.input, "rb") as handle:
+                    body = handle.read()
+            except OSError as exc:
+                raise UsageError(
+                    f"cannot read --input {args.input}: {exc.strerror}"
+                ) from None
+    if fields:
+        if method == "GET":
+            query += list(fields.items())
+        elif body is not None:
+            raise UsageError("use either -f fields or --input, not both")
+        else:
+            body = json.dumps(fields).encode("utf-8")
+    client = ctx.client()
+    response = client.transport.request(method, path, query or None, body)
+    what = f"{method} {path}"
+    check_response(response, what)
+    data = parse_json_body(response, what)
+    if data is not None:
+        ctx.out.json(data)
+    return 0
+
+
+# ##### Commands: security, config, doctor ################################
+
+
+def audit_log(ctx: Context) -> AuditLog:
+    try:
+        limit = ctx.settings.get("YT_AUDIT_MAX_ENTRIES")
+    except UsageError as exc:
+        log.warning("%s; keeping 1000 entries", exc)
+        limit = 1000
+    return AuditLog(ctx.data_path, ctx.config_path, limit)
+
+
+def show_audit(ctx: Context, args) -> int:
+    audit = audit_log(ctx)
+    if args.verify:
+        return verify_audit(ctx, audit, args)
+    if args.limit < 0:
+        raise UsageError(f"invalid --limit {args.limit}: expected 0 or more")
+    entries = audit.tail(args.limit) if os.path.exists(audit.path) else []
+    if args.format == "json":
+        ctx.out.json(entries)
+        return 0
+    if args.format == "jsonl":
+        for entry in entries:
+            ctx.out.write(json_text(entry, indent=None))
+        return 0
+    if not entries:
+        log.log(NOTICE, "The audit log %s is empty.", audit.path)
+        return 0
+    table = Table(ctx.out, ["SEQ", "TIME (UTC)", "EVENT", "COMMAND",
+                            "STATUS", "EXIT", "MS", "SSL"], flexible=3,
+                  width=terminal_width(ctx.env) if ctx.out.is_terminal
+                  else None)
+    rows = []
+    for entry in entries:
+        command = entry.get("command") or ""
+        if entry.get("args"):
+            command = " ".join(str(a) for a in entry["args"])
+        if entry.get("event") == "tls_config":
+            command = ", ".join(entry.get("changed") or [])
+        rows.append([
+            entry.get("seq", ""), str(entry.get("ts", ""))[:19],
+            entry.get("event", ""), command, entry.get("status", ""),
+            entry.get("exit_code", ""), entry.get("duration_ms", ""),
+            {True: "on", False: "OFF", None: ""}.get(entry.get("ssl_verify"),
+                                                     ""),
+        ])
+    table.rows(rows)
+    return 0
+
+
+def verify_audit(ctx: Context, audit: AuditLog, args) -> int:
+    report = audit.verify()
+    if args.format in ("json", "jsonl"):
+        ctx.out.json(report)
+    elif report["ok"]:
+        ctx.out.write(
+            f"{ctx.out.marker('ok')} audit log verified: {report['entries']}"
+            f" entries" + (
+                f", seq {report['first_seq']} to {report['last_seq']}"
+                if report["entries"] else ""
+            )
+        )
+    if not report["ok"]:
+        raise AuditIntegrityError(
+            f"audit log {audit.path} failed verification: "
+            f"{report['problem']}"
+        )
+    return 0
+
+
+def clear_audit(ctx: Context, args) -> int:
+    audit = audit_log(ctx)
+    if not args.force:
+        if not _is_tty(ctx.stdin):
+            raise UsageError(
+                "clear-audit asks for confirmation on a terminal; pass "
+                "--force to clear without asking"
+            )
+        answer = input(f"Clear the audit log {audit.path}? [y/N] ")
+        if answer.strip().lower() not in ("y", "yes"):
+            log.log(NOTICE, "Nothing cleared.")
+            return 1
+    removed = audit.clear(current_user(), args.force)
+    log.log(NOTICE, "Cleared %d entries from %s", removed, audit.path)
+    return 0
+
+
+def _config_rows(ctx: Context) -> list:
+    rows = []
+    for name, setting in SETTINGS.items():
+        value, source = ctx.settings.raw(name)
+        if value is not None and setting.secret:
+            value = MASK
+        rows.append({"key": name, "value": value, "source": source,
+                     "description": setting.doc})
+    for name, value in ctx.settings.file_values.items():
+        if name not in SETTINGS:
+            rows.append({"key": name, "value": mask(value),
+                         "source": "config file (not a yt setting)",
+                         "description": ""})
+    return rows
+
+
+def list_config(ctx: Context, args) -> int:
+    rows = _config_rows(ctx)
+    for row in rows:
+        if row["key"] in SETTINGS and row["value"] not in (None, MASK):
+            try:
+                ctx.settings.get(row["key"])
+            except UsageError as exc:
+                row["problem"] = str(exc)
+    if args.format == "json":
+        ctx.out.json(rows)
+        return 0
+    table = Table(ctx.out, ["KEY", "VALUE", "SOURCE"], flexible=1,
+                  width=terminal_width(ctx.env) if ctx.out.is_terminal
+                  else None)
+    table.rows([[r["key"], "" if r["value"] is None else r["value"],
+                 (r["source"] or "unset") + (" (INVALID)" if r.get("problem")
+                                             else "")] for r in rows])
+    log.log(NOTICE, "Config file: %s", ctx.settings.path)
+    return 0
+
+
+def _known_setting(name: str) -> Setting:
+    if name not in SETTINGS:
+        raise UsageError(
+            f"unknown setting {name!r}; known settings: "
+            + ", ".join(SETTINGS)
+        )
+    return SETTINGS[name]
+
+
+def get_config(ctx: Context, args) -> int:
+    setting = _known_setting(args.key)
+    value, source = ctx.settings.raw(args.key)
+    if value is None:
+        log.log(NOTICE, "%s is not set", args.key)
+        return 1
+    if setting.secret:
+        ctx.out.write(MASK)
+        log.log(NOTICE, "%s is secret and never shown; for the token use "
+                "yt auth token --show", args.key)
+        return 0
+    ctx.settings.get(args.key)
+    ctx.out.write(str(value))
+    return 0
+
+
+def set_config(ctx: Context, args) -> int:
+    setting = _known_setting(args.key)
+    if setting.secret:
+        raise UsageError(
+            f"{args.key} is a secret and is not set from the command line, "
+            f"where other users can see it; use yt auth login "
+            f"--token-stdin for the token, or the environment"
+        )
+    setting.parse(args.key, args.value)
+    update_config_file(ctx.settings.path, {args.key: args.value})
+    log.log(NOTICE, "Set %s in %s", args.key, ctx.settings.path)
+    return 0
+
+
+def unset_config(ctx: Context, args) -> int:
+    if args.key not in ctx.settings.file_values:
+        log.log(NOTICE, "%s is not in %s", args.key, ctx.settings.path)
+        return 0
+    update_config_file(ctx.settings.path, {args.key: None})
+    log.log(NOTICE, "Removed %s from %s", args.key, ctx.settings.path)
+    return 0
+
+
+def _path_state(path: str, private: bool) -> dict:
+    try:
+        info = os.stat(path)
+    except FileNotFoundError:
+        return {"path": path, "exists": False, "status": "ok",
+                "detail": "not created yet"}
+    except OSError as exc:
+        return {"path": path, "exists": None, "status": "fail",
+                "detail": exc.strerror}
+    mode = stat.S_IMODE(info.st_mode)
+    item = {"path": path, "exists": True, "mode": f"{mode:04o}",
+            "status": "ok", "detail": f"mode {mode:04o}"}
+    if private and mode & 0o077 and not IS_WINDOWS:
+        fix = "700" if stat.S_ISDIR(info.st_mode) else "600"
+        item.update(status="fail", detail=(
+            f"mode {mode:04o} lets group or others in; run: chmod {fix} "
+            f"{path}"
+        ))
+    elif not os.access(path, os.W_OK):
+        item.update(status="warn", detail=f"mode {mode:04o}, not writable")
+    return item
+
+
+def _doctor_checks(ctx: Context) -> dict:
+    import platform
+
+    report = {"version": __version__}
+    frozen = getattr(sys, "frozen", False)
+    report["runtime"] = {
+        "python": platform.python_version(),
+        "implementation": platform.python_implementation(),
+        "executable": sys.executable,
+        "build": "frozen executable" if frozen else (
+            "zipapp" if ".pyz" in (__file__ or "") else "source"),
+        "platform": platform.platform(),
+        "cryptography": _module_version("cryptography"),
+        "keyring": _module_version("keyring"),
+    }
+    settings = ctx.settings
+    paths = {
+        "config_dir": _path_state(ctx.config_path, True),
+        "config_file": _path_state(settings.path, True),
+        "data_dir": _path_state(ctx.data_path, True),
+    }
+    for name in ("credentials.key", "audit.key"):
+        paths[name] = _path_state(os.path.join(ctx.config_path, name), True)
+    paths["credentials.enc"] = _path_state(
+        os.path.join(ctx.data_path, "credentials.enc"), True)
+    report["paths"] = paths
+    report["settings"] = {}
+    for name in SETTINGS:
+        try:
+            settings.get(name)
+            problem = None
+        except UsageError as exc:
+            problem = str(exc)
+        report["settings"][name] = {
+            "source": settings.source(name),
+            "status": "fail" if problem else "ok",
+            "detail": problem,
+        }
+    report["keyring"] = _doctor_keyring(ctx)
+    report["credentials"] = _doctor_credentials(ctx)
+    report["tls"] = _doctor_tls(ctx)
+    report["proxy"] = {
+        name: mask(ctx.env[name]) for name in sorted(ctx.env)
+        if name.lower() in ("https_proxy", "http_proxy", "all_proxy",
+                            "no_proxy")
+    }
+    report["audit"] = _doctor_audit(ctx)
+    return report
+
+
+def _module_version(name: str):
+    try:
+        from importlib import metadata
+
+        return metadata.version(name)
+    except Exception:  # not installed, or metadata missing when frozen
+        return None
+
+
+def _doctor_keyring(ctx: Context) -> dict:
+    keyring = ctx.keyring()
+    started = time.monotonic()
+    available = keyring.available()
+    item = {
+        "backend": keyring.backend_name,
+        "available": available,
+        "probe_ms": round((time.monotonic() - started) * 1000),
+        "status": "ok" if available else "warn",
+        "detail": None if available else keyring.problem,
+    }
+    return item
+
+
+def _doctor_credentials(ctx: Context) -> dict:
+    try:
+        credential = ctx.credential(warn=False)
+    except YtError as exc:
+        return {"status": "fail", "detail": str(exc)}
+    status = _token_summary(ctx, credential)
+    level = {"expired": "fail", "expiring": "warn"}.get(status["status"],
+                                                       "ok")
+    return {
+        "base_url": credential.base_url,
+        "source": _source_text(ctx, credential),
+        "token": f"{MASK} ({token_kind(credential.token)})",
+        "token_status": status["status"],
+        "expires_at": status["expires_at"],
+        "status": level,
+    }
+
+
+def _doctor_tls(ctx: Context) -> dict:
+    import ssl
+
+    paths = ssl.get_default_verify_paths()
+    item = {
+        "openssl": ssl.OPENSSL_VERSION,
+        "default_cafile": paths.cafile,
+        "default_capath": paths.capath,
+        "status": "ok", "detail": None,
+    }
+    try:
+        tls = TLSSettings(ctx.settings)
+        item.update(verify=tls.verify, ca_sources=tls.ca_sources(),
+                    pins=[_fingerprint_text(p) for p in tls.pins])
+        if not tls.verify:
+            item.update(status="warn", detail=SSL_DISABLED_WARNING)
+        tls.context()
+    except YtError as exc:
+        item.update(status="fail", detail=str(exc))
+    return item
+
+
+def _doctor_audit(ctx: Context) -> dict:
+    audit = audit_log(ctx)
+    try:
+        enabled = ctx.settings.get("YT_AUDIT_LOGGING")
+    except UsageError:
+        enabled = True
+    item = {"enabled": enabled, "path": audit.path}
+    try:
+        report = audit.verify()
+    except YtError as exc:
+        return dict(item, status="fail", detail=str(exc))
+    item.update(entries=report["entries"], verified=report["ok"],
+                status="ok" if report["ok"] else "fail",
+                detail=report["problem"])
+    if not enabled:
+        item.update(status="warn", detail="audit logging is off")
+    return item
+
+
+def run_doctor(ctx: Context, args) -> int:
+    report = _doctor_checks(ctx)
+    failed = _doctor_failures(report)
+    if args.format == "json":
+        ctx.out.json(report)
+        return 1 if failed else 0
+    out = ctx.out
+    out.write(f"yt {report['version']}")
+    runtime = report["runtime"]
+    out.write(f"  runtime      {runtime['build']}, {runtime['implementation']}"
+              f" {runtime['python']} ({runtime['executable']})")
+    out.write(f"  platform     {runtime['platform']}")
+    out.write(f"  packages     cryptography {runtime['cryptography'] or '-'}"
+              f", keyring {runtime['keyring'] or '-'}")
+    out.write("Paths")
+    for name, item in report["paths"].items():
+        out.write(f"  {_doctor_mark(out, item)} {name:<16} {item['path']} "
+                  f"({item['detail']})")
+    bad = {k: v for k, v in report["settings"].items()
+           if v["status"] != "ok"}
+    out.write("Settings")
+    if not bad:
+        out.write(f"  {out.marker('ok')} all valid")
+    for item in bad.values():
+        out.write(f"  {_doctor_mark(out, item)} {item['detail']}")
+    kr = report["keyring"]
+    out.write("Keyring")
+    out.write(f"  {_doctor_mark(out, kr)} backend {kr['backend'] or '-'}, "
+              + ("works" if kr["available"] else f"unavailable: "
+                 f"{kr['detail']}") + f" ({kr['probe_ms']} ms)")
+    creds = report["credentials"]
+    out.write("Credentials")
+    if "source" in creds:
+        out.write(f"  {_doctor_mark(out, creds)} {creds['base_url']} from "
+                  f"{creds['source']}")
+        out.write(f"     token {creds['token']}: {creds['token_status']}"
+                  + (f", expires {creds['expires_at']}"
+                     if creds["expires_at"] else ""))
+    else:
+        out.write(f"  {_doctor_mark(out, creds)} {creds['detail']}")
+    tls = report["tls"]
+    out.write("TLS")
+    out.write(f"  {_doctor_mark(out, tls)} verification "
+              f"{'on' if tls.get('verify', True) else 'OFF'}; CA sources: "
+              f"{', '.join(tls.get('ca_sources', []))}; "
+              f"{tls['openssl']}")
+    if tls.get("pins"):
+        out.write(f"     pinned: {', '.join(tls['pins'])}")
+    if tls["detail"]:
+        out.write(f"     {tls['detail']}")
+    out.write("Proxy")
+    for name, value in report["proxy"].items():
+        out.write(f"  {name}={value}")
+    if not report["proxy"]:
+        out.write("  none set")
+    audit = report["audit"]
+    out.write("Audit log")
+    out.write(f"  {_doctor_mark(out, audit)} {audit['path']}: "
+              f"{'on' if audit['enabled'] else 'OFF'}, "
+              f"{audit.get('entries', '?')} entries, "
+              + ("verified" if audit.get("verified") else
+                 f"NOT verified: {audit.get('detail')}"))
+    return 1 if failed else 0
+
+
+def _doctor_mark(out: Output, item: dict) -> str:
+    return {"ok": out.marker("ok"), "warn": out.marker("warning"),
+            "fail": out.marker("error")}.get(item.get("status"), " ")
+
+
+def _doctor_failures(report: dict) -> list:
+    failed = []
+    for section in ("paths", "settings"):
+        failed += [k for k, v in report[section].items()
+                   if v["status"] == "fail"]
+    for section in ("tls", "audit"):
+        if report[section]["status"] == "fail":
+            failed.append(section)
+    return failed
+
+
+# ##### Argument parser ###################################################
+
+
+def _global_options(parser, suppress: bool) -> None:
+    default = argparse.SUPPRESS if suppress else None
+    flag_default = argparse.SUPPRESS if suppress else False
+    group = parser.add_argument_group("global options")
+    group.add_argument("--secure", action="store_true", default=flag_default,
+                       help="do not write this command to the audit log")
+    group.add_argument("--base-url", metavar="URL", default=default,
+                       help="YouTrack URL (overrides YOUTRACK_BASE_URL)")
+    group.add_argument("--no-color", action="store_true",
+                       default=flag_default, help="no colour in output")
+    group.add_argument("--debug", action="store_true", default=flag_default,
+                       help="trace HTTP requests on stderr (masked)")
+
+
+def _format_option(parser, choices=("table", "json")) -> None:
+    parser.add_argument("--format", choices=choices, default=choices[0],
+                        help="output format (default: %(default)s)")
+
+
+def _add_command(subparsers, name, handler, parent, help_text, **kwargs):
+    parser = subparsers.add_parser(name, parents=[parent], help=help_text,
+                                   description=help_text, **kwargs)
+    parser.set_defaults(handler=handler)
+    return parser
+
+
+def _register_auth(commands, parent) -> None:
+    auth = commands.add_parser("auth", help="log in, log out, token status")
+    sub = auth.add_subparsers(dest="action", metavar="ACTION", required=True)
+    login_parser = _add_command(
+        sub, "login", login, parent,
+        "check a token against the server and store it securely")
+    login_parser.add_argument(
+        "--token-stdin", action="store_true",
+        help="read the token from standard input instead of a prompt")
+    login_parser.add_argument(
+        "--expires", metavar="DATE",
+        help="record the token's expiry (2027-01-31 or ISO 8601 with "
+             "offset)")
+    login_parser.add_argument(
+        "--passphrase", action="store_true",
+        help="encrypt the credential file with a passphrase (asked for, "
+             "or YT_CREDENTIAL_PASSPHRASE) instead of the keyring")
+    _add_command(sub, "logout", logout, parent,
+                 "remove the stored token from every store")
+    status = _add_command(sub, "status", show_auth_status, parent,
+                          "show URL, user, token source and expiry")
+    _format_option(status)
+    token = _add_command(sub, "token", manage_token, parent,
+                         "replace the token, record its expiry, or print it")
+    mode = token.add_mutually_exclusive_group(required=True)
+    mode.add_argument("--update", action="store_true",
+                      help="replace the token (prompt or --token-stdin), or "
+                           "with --expires only, record its expiry")
+    mode.add_argument("--show", action="store_true",
+                      help="print the token itself on stdout")
+    token.add_argument("--token-stdin", action="store_true",
+                       help="read the new token from standard input")
+    token.add_argument("--expires", metavar="DATE",
+                       help="expiry date of the token")
+
+
+def _register_issues(commands, parent) -> None:
+    issues = commands.add_parser("issues", help="list, show, create, update")
+    sub = issues.add_subparsers(dest="action", metavar="ACTION",
+                                required=True)
+    listing = _add_command(sub, "list", list_issues, parent,
+                           "list issues, paging through the results")
+    listing.add_argument("-q", "--query", help="YouTrack search query")
+    listing.add_argument("-p", "--project", help="project short name")
+    listing.add_argument("--limit", type=int, default=50,
+                         help="maximum issues to list (default: 50)")
+    _format_option(listing)
+    show = _add_command(sub, "show", show_issue, parent, "show one issue")
+    show.add_argument("id", help="issue id, such as DEMO-12")
+    _format_option(show)
+    create = _add_command(sub, "create", create_issue, parent,
+                          "create an issue")
+    create.add_argument("project", help="project short name")
+    create.add_argument("summary", help="issue summary")
+    create.add_argument("-d", "--description",
+                        help="description text ('-' reads stdin)")
+    create.add_argument("--field", action="append", metavar="NAME=VALUE",
+                        help="custom field value; repeat for more")
+    _format_option(create)
+    update = _add_command(sub, "update", update_issue, parent,
+                          "change an issue's summary, description or fields")
+    update.add_argument("id", help="issue id, such as DEMO-12")
+    update.add_argument("-s", "--summary", help="new summary")
+    update.add_argument("-d", "--description",
+                        help="new description ('-' reads stdin)")
+    update.add_argument("--field", action="append", metavar="NAME=VALUE",
+                        help="custom field value; empty VALUE clears it")
+    _format_option(update)
+    comment = _add_command(sub, "comment", comment_issue, parent,
+                           "add a comment to an issue")
+    comment.add_argument("id", help="issue id, such as DEMO-12")
+    comment.add_argument("text", help="comment text ('-' reads stdin)")
+    _format_option(comment)
+
+
+def _register_security(commands, parent) -> None:
+    security = commands.add_parser("security",
+                                   help="audit log and token status")
+    sub = security.add_subparsers(dest="action", metavar="ACTION",
+                                  required=True)
+    audit = _add_command(sub, "audit", show_audit, parent,
+                         "show or verify the audit log")
+    audit.add_argument("--limit", type=int, default=50,
+                       help="newest entries to show (default: 50)")
+    audit.add_argument("--verify", action="store_true",
+                       help="check the HMAC chain; exit 6 if it fails")
+    _format_option(audit, ("table", "json", "jsonl"))
+    clear = _add_command(sub, "clear-audit", clear_audit, parent,
+                         "empty the audit log (records who cleared it)")
+    clear.add_argument("--force", action="store_true",
+                       help="do not ask; also clears a damaged log")
+    status = _add_command(sub, "token-status", show_token_status, parent,
+                          "token expiry: exit 0 valid/expiring/permanent/"
+                          "unknown, 3 expired or missing")
+    _format_option(status)
+
+
+def _register_config(commands, parent) -> None:
+    config = commands.add_parser("config", help="read and edit the config "
+                                 "file")
+    sub = config.add_subparsers(dest="action", metavar="ACTION",
+                                required=True)
+    listing = _add_command(sub, "list", list_config, parent,
+                           "show every setting, its value and source")
+    _format_option(listing)
+    get = _add_command(sub, "get", get_config, parent, "print one setting")
+    get.add_argument("key")
+    put = _add_command(sub, "set", set_config, parent,
+                       "set a setting in the config file")
+    put.add_argument("key")
+    put.add_argument("value")
+    unset = _add_command(sub, "unset", unset_config, parent,
+                         "remove a setting from the config file")
+    unset.add_argument("key")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="yt",
+        description="Command-line client for JetBrains YouTrack with an "
+                    "audit log, encrypted credentials and masking.",
+        epilog="Exit codes: 0 ok, 1 error, 2 usage, 3 authentication, "
+               "4 not found, 5 network or TLS, 6 audit log verification, "
+               "130 interrupted.",
+    )
+    parser.add_argument("--version", action="version",
+                        version=f"yt {__version__}")
+    _global_options(parser, suppress=False)
+    parent = argparse.ArgumentParser(add_help=False)
+    _global_options(parent, suppress=True)
+    commands = parser.add_subparsers(dest="group", metavar="COMMAND",
+                                     required=True)
+    _register_auth(commands, parent)
+    _register_issues(commands, parent)
+    projects = commands.add_parser("projects", help="list projects")
+    sub = projects.add_subparsers(dest="action", metavar="ACTION",
+                                  required=True)
+    _format_option(_add_command(sub, "list", list_projects, parent,
+                                "list projects"))
+    api = _add_command(commands, "api", call_api, parent,
+                       "send a raw request with the stored credentials")
+    api.add_argument("path", help="API path, e.g. /api/users/me or "
+                                  "users/me")
+    api.add_argument("-X", "--method", default="GET",
+                     help="HTTP method (default: GET)")
+    api.add_argument("-f", "--field", action="append", metavar="KEY=VALUE",
+                     help="query parameter for GET, JSON body field "
+                          "otherwise; repeat for more")
+    api.add_argument("--input", metavar="FILE",
+                     help="request body from FILE ('-' for stdin)")
+    _register_security(commands, parent)
+    _register_config(commands, parent)
+    doctor = _add_command(commands, "doctor", run_doctor, parent,
+                          "check this host: paths, keyring, credentials, "
+                          "TLS, proxies, audit log")
+    _format_option(doctor)
+    return parser
+
+
+# ##### main ##############################################################
+
+
+def _command_path(args) -> str:
+    parts = [getattr(args, "group", None), getattr(args, "action", None)]
+    return " ".join(p for p in parts if p)
+
+
+def _setup_logging(output: Output, debug: bool) -> None:
+    log.handlers[:] = [StderrHandler(output)]
+    log.setLevel(logging.DEBUG if debug else NOTICE)
+    log.propagate = False
+
+
+def _write_audit(ctx, argv, command, status, code, started, elapsed):
+    """Append the command's audit entries; warn once if that fails."""
+    settings = ctx.settings if ctx else Settings(flags={})
+    try:
+        if not settings.get("YT_AUDIT_LOGGING"):
+            return
+    except UsageError as exc:
+        log.warning("%s; audit logging stays on", exc)
+    try:
+        verify = settings.verify_ssl
+    except UsageError:
+        verify = None
+    audit = audit_log(ctx) if ctx else AuditLog(
+        data_dir(settings.env), config_dir(settings.env))
+    common = {"ts": _now_iso(started), "user": current_user(),
+              "host": current_host(), "version": __version__,
+              "ssl_verify": verify}
+    try:
+        snapshot = settings.tls_snapshot()
+        previous = audit.last_tls()
+        if previous != snapshot:
+            changed = sorted(
+                k for k in snapshot
+                if (previous or {}).get(k) != snapshot[k]
+            )
+            audit.append(dict(common, event="tls_config", variables=changed,
+                              changed=changed, old=previous, new=snapshot),
+                         tls=snapshot)
+        for event in (ctx.audit_events if ctx else []):
+            audit.append(dict(common, command=command, **event))
+        if ctx is not None and getattr(ctx.args, "secure", False):
+            return
+        entry = dict(common, event="command", command=command,
+                     args=mask_argv(argv), status=status, exit_code=code,
+                     duration_ms=elapsed)
+        if ctx is not None:
+            entry.update(ctx.audit_extra)
+        audit.append(entry)
+    except (OSError, YtError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and (
+            exc.strerror) else str(exc)
+        log.warning(
+            "the audit log %s was not written (%s); the command itself "
+            "ran. Check the permissions and free space of %s",
+            audit.path, reason, os.path.dirname(audit.path),
+        )
+
+
+def main(argv=None) -> int:
+    """Run yt with argv (default sys.argv[1:]) and return the exit code."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    env = dict(os.environ)
+    SECRETS.clear()
+    output = Output(sys.stdout, sys.stderr, env,
+                    no_color="--no-color" in argv)
+    _setup_logging(output, "--debug" in argv)
+    started = utc_now()
+    clock = time.monotonic()
+    parser = build_parser()
+    ctx = None
+    command = ""
+    status, code = "error", 1
+    try:
+        try:
+            args = parser.parse_args(argv)
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else 2
+            if code == 0 or not argv:
+                return code
+            raise UsageError("invalid arguments (see the message above)") \
+                from None
+        command = _command_path(args)
+        _setup_logging(output, args.debug)
+        output.color = output.color and not args.no_color
+        output.err_color = output.err_color and not args.no_color
+        ctx = Context(args, env, sys.stdin, output)
+        ctx.audit_events = []
+        ctx.audit_extra = {}
+        code = args.handler(ctx, args)
+        status = "success" if code == 0 else "error"
+    except KeyboardInterrupt:
+        status, code = "interrupted", 130
+        output.stderr.write("\nyt: interrupted\n")
+    except BrokenPipeError:
+        # A reader such as head closed the pipe; that is not an error.
+        _silence_stdout()
+        status, code = "success", 0
+    except YtError as exc:
+        if not (isinstance(exc, UsageError) and str(exc).startswith(
+                "invalid arguments")):
+            log.error("%s", exc)
+        code = exc.exit_code
+    except OSError as exc:
+        where = f" {exc.filename}" if exc.filename else ""
+        log.error("%s%s; check the path and its permissions",
+                  exc.strerror or exc, where)
+        code = 1
+    except Exception as exc:  # last resort: never show a raw traceback
+        log.error("internal error (%s: %s); rerun with --debug for details",
+                  type(exc).__name__, exc)
+        if ctx is not None and ctx.debug:
+            import traceback
+
+            log.debug("%s", traceback.format_exc())
+        code = 1
+    finally:
+        if ctx is not None:
+            ctx.close()
+    elapsed = round((time.monotonic() - clock) * 1000)
+    try:
+        _write_audit(ctx, argv, command, status, code, started, elapsed)
+    except KeyboardInterrupt:
+        code = 130
+    except YtError as exc:
+        log.warning("audit log not written: %s", exc)
+    with contextlib.suppress(BrokenPipeError, OSError, ValueError):
+        sys.stdout.flush()
+    return code
+
+
+def _silence_stdout() -> None:
+    with contextlib.suppress(OSError, ValueError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+
+
+if __name__ == "__main__":
+    sys.exit(main())
