@@ -1052,7 +1052,10 @@ class AuditLog:
     # -- reading --
 
     def tail(self, limit: int) -> list:
-        """Return the last limit entries, reading only the end of the file."""
+        """Return the last limit entries (0: all), reading only the end."""
+        if limit == 0:
+            with open(self.path, "rb") as handle:
+                return [_parse_entry(line) for line in handle if line.strip()]
         size = 4096 * max(1, limit)
         while True:
             data = self._tail_bytes(size)
@@ -1061,13 +1064,7 @@ class AuditLog:
             if len(lines) > limit or size >= total:
                 break
             size *= 4
-        entries = []
-        for line in lines[-limit:] if limit else []:
-            try:
-                entries.append(json.loads(line.decode("utf-8")))
-            except ValueError:
-                entries.append({"event": "unreadable", "raw": repr(line)})
-        return entries
+        return [_parse_entry(line) for line in lines[-limit:]]
 
     def verify(self) -> dict:
         """Check the whole chain; return a report with ok and problem."""
@@ -1201,6 +1198,16 @@ class AuditLog:
                 return json.load(handle).get("tls")
         except (OSError, ValueError, AttributeError):
             return None
+
+
+def _parse_entry(line: bytes) -> dict:
+    try:
+        entry = json.loads(line.decode("utf-8"))
+    except (ValueError, UnicodeDecodeError):
+        entry = None
+    if not isinstance(entry, dict):
+        return {"event": "unreadable", "raw": escape_control(repr(line))}
+    return entry
 
 
 def current_user() -> str:
@@ -2878,6 +2885,8 @@ class Context:
         self.data_path = data_dir(env)
         self.config_path = config_dir(env)
         self.debug = bool(getattr(args, "debug", False))
+        self.audit_events = []
+        self.audit_extra = {}
         self._credential = None
         self._client = None
         self._keyring = None
@@ -3380,7 +3389,8 @@ def list_issues(ctx: Context, args) -> int:
         ctx.out.stdout.write("[")
         for issue in issues:
             prefix = "\n" if count == 0 else ",\n"
-            ctx.out.stdout.write(prefix + mask(json_text(issue, indent=None)))
+            item = json_text(issue).replace("\n", "\n  ")
+            ctx.out.stdout.write(prefix + "  " + mask(item))
             count += 1
             progress.update(count)
         ctx.out.stdout.write("\n]\n" if count else "]\n")
@@ -4085,7 +4095,8 @@ def _register_security(commands, parent) -> None:
     audit = _add_command(sub, "audit", show_audit, parent,
                          "show or verify the audit log")
     audit.add_argument("--limit", type=int, default=50,
-                       help="newest entries to show (default: 50)")
+                       help="newest entries to show, 0 for all "
+                            "(default: 50)")
     audit.add_argument("--verify", action="store_true",
                        help="check the HMAC chain; exit 6 if it fails")
     _format_option(audit, ("table", "json", "jsonl"))
@@ -4251,8 +4262,6 @@ def main(argv=None) -> int:
         output.color = output.color and not args.no_color
         output.err_color = output.err_color and not args.no_color
         ctx = Context(args, env, sys.stdin, output)
-        ctx.audit_events = []
-        ctx.audit_extra = {}
         code = args.handler(ctx, args)
         status = "success" if code == 0 else "error"
     except KeyboardInterrupt:
