@@ -15,17 +15,14 @@ and so are ``ssl`` and ``http.client``: ``yt --help``, ``yt --version`` and
 
 from __future__ import annotations
 
-import argparse
-import base64
+# Start-up time matters for a command-line tool, so argparse, base64,
+# hashlib, hmac, logging and secrets are imported in the functions that
+# use them; docs/benchmarks.md has the figures.
 import contextlib
 import datetime as dt
-import hashlib
-import hmac
 import json
-import logging
 import os
 import re
-import secrets
 import stat
 import sys
 import threading
@@ -58,7 +55,66 @@ TLS_VARIABLES = (
 )
 IS_WINDOWS = os.name == "nt"
 
-log = logging.getLogger("yt")
+
+class _Logger:
+    """Stand-in for the "yt" logging.Logger that imports logging when used.
+
+    Importing logging costs about as much as the rest of yt's start-up,
+    and most commands log nothing.  main() passes its handler to
+    configure(); the first other attribute looked up creates the real
+    logger with that handler, and every attribute then comes from it.
+    """
+
+    def __init__(self):
+        self._logger = None
+        self._handler = None
+        self._debug = False
+
+    def configure(self, handler, debug: bool) -> None:
+        """Make handler the only handler; show DEBUG records if debug."""
+        self._handler, self._debug = handler, debug
+        if self._logger is not None:
+            self._install()
+
+    def _install(self) -> None:
+        import logging
+
+        self._logger.handlers[:] = [self._handler]
+        self._logger.setLevel(logging.DEBUG if self._debug else NOTICE)
+        self._logger.propagate = False
+
+    def __getattr__(self, name):
+        # Python calls this only for names the class lacks: the Logger's.
+        if self._logger is None:
+            import logging
+
+            logging.addLevelName(NOTICE, "NOTICE")
+            self._logger = logging.getLogger("yt")
+            if self._handler is not None:
+                self._install()
+        return getattr(self._logger, name)
+
+
+log = _Logger()
+
+
+class _LazyPattern:
+    """A regular expression compiled when first used instead of at import.
+
+    Compiling yt's patterns took most of the time that running this
+    module's body takes, and yt --help uses none of them.  The first use
+    of a method such as search
+    stores the compiled pattern's bound method on this object, so later
+    calls cost the same as on a compiled pattern.
+    """
+
+    def __init__(self, pattern: str):
+        self.pattern = pattern
+
+    def __getattr__(self, name):
+        method = getattr(re.compile(self.pattern), name)
+        setattr(self, name, method)
+        return method
 
 
 def utc_now() -> dt.datetime:
@@ -132,6 +188,13 @@ class NetworkError(YtError):
     """Raised for connection, DNS, timeout and TLS failures; exit code 5."""
 
     exit_code = 5
+
+
+class CertificateError(NetworkError):
+    """Raised when the server certificate fails verification or does not
+    match the pin; exit code 5. It is never retried, because a retry
+    would get the same certificate.
+    """
 
 
 class AuditIntegrityError(YtError):
@@ -327,7 +390,7 @@ SETTINGS = {
     )
 }
 
-_CONFIG_LINE = re.compile(
+_CONFIG_LINE = _LazyPattern(
     r"\s*(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)\s*=\s*(.*?)\s*"
 )
 
@@ -442,6 +505,11 @@ class Settings:
     def verify_ssl(self) -> bool:
         return self.get("YOUTRACK_VERIFY_SSL")
 
+    def validate(self) -> None:
+        """Raise UsageError for the first invalid setting, from any source."""
+        for name in SETTINGS:
+            self.get(name)
+
     def tls_snapshot(self) -> dict:
         """Return the raw TLS-related values, for audit change records."""
         snapshot = {}
@@ -475,12 +543,20 @@ _ASCII_LOWER = str.maketrans(
 _KEY_SEP = r"""["']?[ \t]*[:=][ \t]*"""
 _SCHEME = r"(?:bearer|basic|token|digest|negotiate)[ \t]+"
 _VALUE = r"""(?:"(?:[^"\\\n]|\\.)*"?|'[^'\n]*'?|[^\s"'\\,;&{}\[\]<>]+)"""
-_MASK_PATTERN = re.compile(
+_SENSITIVE_NAMES = (
+    r"token|passw(?:or)?d|passphrase|secret|api[-_.]?key|authorization"
+    r"|private[-_.]?key|access[-_.]?key|cookie|credentials"
+)
+# Only a flag whose name ends in a secret name takes its value with it,
+# because a match of any other flag would hide what follows from the
+# other alternatives (--base-url https://user:pw@host).  A value never
+# starts with "--", so "--password --debug" keeps the next flag.
+_FLAG_VALUE = r"""(?!--)(?:"(?:[^"\\\n]|\\.)*"?|'[^'\n]*'?|[^\s"']+)"""
+_MASK_PATTERN = _LazyPattern(
     r"(?P<url>://)(?P<userinfo>[^/\s@]{1,256})@"
-    r"|--(?P<flag>[a-z0-9][a-z0-9_-]{0,63})(?P<flagsep>=|[ \t]+)"
-    r"(?P<flagval>[^\s\"']+)"
-    r"|(?P<key>token|passw(?:or)?d|passphrase|secret|api[-_.]?key"
-    r"|authorization|private[-_.]?key|access[-_.]?key|cookie|credentials)"
+    rf"|--(?P<flag>(?:[a-z0-9][a-z0-9_-]{{0,62}}?)?(?:{_SENSITIVE_NAMES}))"
+    rf"(?P<flagsep>=|[ \t]+)(?P<flagval>{_FLAG_VALUE})"
+    rf"|(?P<key>{_SENSITIVE_NAMES})"
     rf"(?P<sep>{_KEY_SEP})(?P<scheme>{_SCHEME})?(?P<value>{_VALUE})"
     r"|(?P<bearer>bearer[ \t]+)(?P<btoken>[\w.~+/=:-]+)"
     r"|(?P<perm>perm[:-][\w.~+/=:-]*)"
@@ -489,11 +565,11 @@ _MASK_PATTERN = re.compile(
 # Every alternative of _MASK_PATTERN starts with one of these literals.  A
 # plain alternation of literals lets re skip ahead by first character, so
 # text without any of them is scanned at tens of MB/s.
-_MASK_TRIGGER = re.compile(
+_MASK_TRIGGER = _LazyPattern(
     r"://|--|token|passw|passphrase|secret|api|authorization|private"
     r"|access|cookie|credentials|bearer|perm|eyj"
 )
-_JSON_LITERAL = re.compile(r'null|true|false|""|-?\d+(?:\.\d+)?')
+_JSON_LITERAL = _LazyPattern(r'null|true|false|""|-?\d+(?:\.\d+)?')
 
 
 def _is_secret_key(key: str) -> bool:
@@ -526,7 +602,8 @@ def _mask_one(text: str, match):
         flag = text[slice(*span("flag"))]
         if not _is_secret_key(flag) or not _starts_word(text, start):
             return None
-        return span("flagval")[0], MASK
+        value = text[slice(*span("flagval"))]
+        return span("flagval")[0], _masked_value(value)
     if match.group("key") is not None:
         value = text[slice(*span("value"))]
         if value == MASK:
@@ -548,10 +625,13 @@ def _mask_one(text: str, match):
             return None
         return start, MASK
     value = text[slice(*span("jwt"))]
-    parts = value.split(".")
+    # A JWT at the end of a sentence is followed by a full stop, which
+    # stays.
+    stops = len(value) - len(value.rstrip("."))
+    parts = value[:len(value) - stops].split(".")
     if not value.startswith("eyJ") or len(parts) != 3 or not all(parts):
         return None
-    return start, MASK
+    return start, MASK + "." * stops
 
 
 class SecretRegistry:
@@ -598,6 +678,67 @@ def mask(text) -> str:
     if not isinstance(text, str):
         text = str(text)
     text = SECRETS.replace(text)
+    masked = _mask_patterns(text)
+    if masked != text and _breaks_json(text, masked):
+        return _mask_json(text)
+    return masked
+
+
+_JSON_STRING = _LazyPattern(r'"[^"\\]*(?:\\.[^"\\]*)*"')
+_JSON_COLON = _LazyPattern(r"\s*:\s*")
+
+
+def _breaks_json(original: str, masked: str) -> bool:
+    """Tell whether masking turned valid JSON text into invalid JSON."""
+    if original.lstrip()[:1] not in ("{", "[", '"'):
+        return False
+    # RecursionError: json gives up on nesting deeper than the C stack.
+    try:
+        json.loads(masked)
+        return False
+    except (ValueError, RecursionError):
+        pass
+    try:
+        json.loads(original)
+    except (ValueError, RecursionError):
+        return False
+    return True
+
+
+def _mask_json(text: str) -> str:
+    """Mask each string of valid JSON text on its own, so it stays valid.
+
+    The patterns can match across a closing quote (``"token:", "x"``),
+    which breaks JSON.  Here a string value under a secret-like key
+    becomes "***MASKED***", and every other string is masked as plain
+    text and encoded again.  Numbers, literals and layout are kept.
+    """
+    pieces = []
+    done = 0
+    secret_value_at = -1
+    for match in _JSON_STRING.finditer(text):
+        token = match.group()
+        if match.start() == secret_value_at:
+            replacement = token if token == '""' else f'"{MASK}"'  # noqa: S105
+        else:
+            decoded = json.loads(token)
+            # A secret spelt with \u escapes appears once decoded.
+            masked = _mask_patterns(SECRETS.replace(decoded))
+            replacement = token if masked == decoded else json.dumps(
+                masked, ensure_ascii=token.isascii()
+            )
+            colon = _JSON_COLON.match(text, match.end())
+            if colon and _is_secret_key(decoded):
+                secret_value_at = colon.end()
+        pieces.append(text[done:match.start()])
+        pieces.append(replacement)
+        done = match.end()
+    pieces.append(text[done:])
+    return "".join(pieces)
+
+
+def _mask_patterns(text: str) -> str:
+    """Replace the secret patterns of _MASK_PATTERN in text."""
     lowered = text.translate(_ASCII_LOWER)
     pieces = []
     done = position = 0
@@ -646,7 +787,7 @@ def mask_argv(argv) -> list:
     return masked
 
 
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+_CONTROL = _LazyPattern(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 
 
 def escape_control(text: str) -> str:
@@ -661,15 +802,6 @@ def json_text(data, indent=2) -> str:
         r"[\x7f-\x9f\u2028\u2029]", lambda m: f"\\u{ord(m.group()):04x}",
         text,
     )
-
-
-class MaskingFormatter(logging.Formatter):
-    """Log formatter that masks and escapes every record it formats."""
-
-    def format(self, record):
-        return escape_control(mask(super().format(record))).replace(
-            "\\x0a", "\n"
-        )
 
 
 # ##### Storage helpers ###################################################
@@ -724,7 +856,7 @@ def atomic_write(path: str, data: bytes) -> None:
     directory = os.path.dirname(path) or "."
     ensure_private_dir(directory)
     temp = os.path.join(
-        directory, f".{os.path.basename(path)}.{secrets.token_hex(6)}.tmp"
+        directory, f".{os.path.basename(path)}.{os.urandom(6).hex()}.tmp"
     )
     fd = _open_private(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL)
     try:
@@ -803,6 +935,8 @@ def read_key_file(path: str, what: str, create: bool) -> bytes:
     A key file that exists but is damaged is an error: it is never
     replaced, because data encrypted or signed with it would be lost.
     """
+    import base64
+
     try:
         check_private_file(path, what)
         with open(path, "rb") as handle:
@@ -810,7 +944,9 @@ def read_key_file(path: str, what: str, create: bool) -> bytes:
     except FileNotFoundError:
         if not create:
             raise
-        key = secrets.token_bytes(32)
+        # os.urandom is what secrets.token_bytes returns, without the
+        # import of random that secrets brings.
+        key = os.urandom(32)
         ensure_private_dir(os.path.dirname(path))
         fd = _open_private(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL)
         with os.fdopen(fd, "wb") as handle:
@@ -856,6 +992,8 @@ def _canonical(entry: dict) -> str:
 
 
 def _entry_mac(key: bytes, prev: str, body: str) -> str:
+    import hmac
+
     message = prev.encode("ascii") + b"\n" + body.encode("utf-8")
     return hmac.digest(key, message, "sha256").hex()
 
@@ -866,6 +1004,50 @@ def _split_line(line: str):
     if index < 0 or not line.endswith('"}'):
         return None
     return line[:index] + "}", line[index + len(_MAC_MARKER): -2]
+
+
+def _chain_entry(raw: bytes):
+    """Return the entry on one raw log line, or None if it is not one."""
+    try:
+        entry = json.loads(raw.decode("utf-8"))
+    except ValueError:  # UnicodeDecodeError is a ValueError too
+        return None
+    if not isinstance(entry, dict) or not isinstance(entry.get("seq"), int):
+        return None
+    return entry if isinstance(entry.get("mac"), str) else None
+
+
+def _follows_state(last: dict, state: dict) -> bool:
+    """Tell whether the log's last entry is the one the state records.
+
+    A crash between appending a line and writing the state leaves the
+    state one entry behind, and that entry's prev is the state's last
+    mac.
+    """
+    if last["seq"] == state.get("last_seq"):
+        return last["mac"] == state.get("last_mac")
+    return (last["seq"] == (state.get("last_seq") or 0) + 1
+            and last.get("prev") == state.get("last_mac"))
+
+
+def _recovery_problem(entry: dict):
+    """Describe the recovery that append recorded in entry, or None.
+
+    Such an entry stays a verification failure, because the entries
+    removed before it cannot be shown by the chain any more.
+    """
+    if entry.get("state_mismatch"):
+        return (
+            f"seq {entry['seq']} was appended when the log did not match "
+            f"the state file ({entry['state_mismatch']}): entries were "
+            f"removed"
+        )
+    if entry.get("state_recovered"):
+        return (
+            f"seq {entry['seq']} was appended when the state file was "
+            f"missing, so removal of entries before it cannot be ruled out"
+        )
+    return None
 
 
 class AuditLog:
@@ -892,6 +1074,8 @@ class AuditLog:
             ) from None
 
     def _read_state(self, key: bytes):
+        import hmac
+
         try:
             with open(self.state_path, encoding="utf-8") as handle:
                 state = json.load(handle)
@@ -978,13 +1162,29 @@ class AuditLog:
             if state and state.get("last_seq"):
                 notes["state_mismatch"] = "log empty but state has entries"
             return None, notes
-        last = json.loads(lines[-1].decode("utf-8"))
+        last = _chain_entry(lines[-1])
+        if last is None:
+            raise AuditIntegrityError(
+                f"the last line of the audit log {self.path} is not an "
+                f"audit entry, so no entry can follow it; run: yt security "
+                f"audit --verify, then start a new log with: yt security "
+                f"clear-audit --force"
+            )
         if state is None:
             notes["state_recovered"] = True
             log.warning(
                 "audit state %s was missing; continuing the chain from the "
                 "last entry; run: yt security audit --verify",
                 self.state_path,
+            )
+        elif not _follows_state(last, state):
+            notes["state_mismatch"] = (
+                f"the log ended at seq {last['seq']}, the state recorded "
+                f"seq {state.get('last_seq')}"
+            )
+            log.warning(
+                "audit log %s does not end where its state file records; "
+                "run: yt security audit --verify", self.path,
             )
         return last, notes
 
@@ -1046,7 +1246,8 @@ class AuditLog:
         kept = lines[-self.max_entries:]
         atomic_write(self.path, b"".join(kept))
         state = dict(state, count=len(kept))
-        state["first_seq"] = json.loads(kept[0])["seq"]
+        first = _chain_entry(kept[0])
+        state["first_seq"] = first["seq"] if first else None
         return state
 
     # -- reading --
@@ -1068,6 +1269,8 @@ class AuditLog:
 
     def verify(self) -> dict:
         """Check the whole chain; return a report with ok and problem."""
+        import hmac
+
         report = {"path": self.path, "entries": 0, "ok": True,
                   "problem": None, "first_seq": None, "last_seq": None}
         if not os.path.exists(self.path):
@@ -1078,7 +1281,7 @@ class AuditLog:
             state = self._read_state(key)
         except AuditIntegrityError as exc:
             return dict(report, ok=False, problem=str(exc))
-        prev = None
+        prev = last_prev = None
         expected_seq = None
         with open(self.path, "rb") as handle:
             for number, raw in enumerate(handle, 1):
@@ -1107,17 +1310,19 @@ class AuditLog:
                         )
                     elif expected_seq is not None and seq != expected_seq:
                         problem = f"expected seq {expected_seq}, found {seq}"
+                    else:
+                        problem = _recovery_problem(entry)
                 if problem:
                     return dict(report, ok=False, line=number,
                                 problem=f"line {number}: {problem}")
                 if report["first_seq"] is None:
                     report["first_seq"] = seq
-                prev, expected_seq = mac, seq + 1
+                last_prev, prev, expected_seq = start, mac, seq + 1
                 report["entries"] += 1
                 report["last_seq"] = seq
-        return self._check_state(report, state, prev)
+        return self._check_state(report, state, prev, last_prev)
 
-    def _check_state(self, report, state, last_mac):
+    def _check_state(self, report, state, last_mac, last_prev=None):
         if state is None:
             if report["entries"]:
                 return dict(report, ok=False, problem=(
@@ -1130,13 +1335,23 @@ class AuditLog:
                 f"log is empty but the state records entries up to seq "
                 f"{state['last_seq']}: the log was truncated"
             ))
-        if report["entries"] and state.get("last_seq") != report["last_seq"]:
-            return dict(report, ok=False, problem=(
-                f"log ends at seq {report['last_seq']} but the state "
-                f"records seq {state.get('last_seq')}: entries were "
-                f"removed from the end"
-            ))
-        if report["entries"] and state.get("last_mac") != last_mac:
+        last = {"seq": report["last_seq"], "mac": last_mac,
+                "prev": last_prev}
+        # _follows_state accepts a log one verified entry ahead of the
+        # state: an append whose state write failed (full disk, crash).
+        if report["entries"] and not _follows_state(last, state):
+            if report["last_seq"] > (state.get("last_seq") or 0):
+                return dict(report, ok=False, problem=(
+                    f"log ends at seq {report['last_seq']} but the state "
+                    f"records seq {state.get('last_seq')}: the state file "
+                    f"was replaced by an older copy"
+                ))
+            if state.get("last_seq") != report["last_seq"]:
+                return dict(report, ok=False, problem=(
+                    f"log ends at seq {report['last_seq']} but the state "
+                    f"records seq {state.get('last_seq')}: entries were "
+                    f"removed from the end"
+                ))
             return dict(report, ok=False, problem=(
                 "the last entry does not match the state file"
             ))
@@ -1251,24 +1466,33 @@ class Credential:
 
 
 def validate_token(token: str) -> str:
-    """Strip surrounding white space and reject control characters."""
+    """Strip surrounding white space and reject any other character that
+    is not printable ASCII.
+
+    An HTTP header carries only ASCII reliably, and a space, control or
+    non-ASCII character inside a token is a copy-and-paste accident.
+    """
     token = token.strip()
     if not token:
         raise UsageError("the token is empty; paste the whole token")
-    bad = [ch for ch in token if ord(ch) < 33 or ord(ch) == 127]
+    bad = [ch for ch in token if not "!" <= ch <= "~"]
     if bad:
         raise UsageError(
-            f"the token contains {len(bad)} space or control "
+            f"the token contains {len(bad)} space, control or non-ASCII "
             f"character(s); paste it again without line breaks or spaces"
         )
     return token
 
 
 def _b64(data: bytes) -> str:
+    import base64
+
     return base64.b64encode(data).decode("ascii")
 
 
 def _unb64(text) -> bytes:
+    import base64
+
     return base64.b64decode(str(text), validate=True)
 
 
@@ -1377,6 +1601,8 @@ class EncryptedFileStore:
         return self._derived[cache_key]
 
     def _new_kdf(self) -> dict:
+        import secrets
+
         if self.passphrase is None:
             return {"name": "keyfile"}
         return {"name": "scrypt", "salt": _b64(secrets.token_bytes(16)),
@@ -1427,6 +1653,8 @@ class EncryptedFileStore:
         return value["token"] if value else None
 
     def _write(self, document, entries) -> None:
+        import secrets
+
         kdf = document["kdf"]
         key = self._key(kdf, create=True)
         cipher = self._aesgcm(key)
@@ -1443,6 +1671,9 @@ class EncryptedFileStore:
         atomic_write(self.path, json.dumps(document, indent=1).encode())
 
     def set(self, base_url: str, token: str) -> None:
+        # Check for cryptography first, so no key file is left behind.
+        require_module("cryptography.hazmat.primitives.ciphers.aead",
+                       "the encrypted credential file")
         with file_lock(self.lock_path):
             document = self._load()
             if document is None:
@@ -1552,6 +1783,8 @@ class KeyringStore:
         that exists but failed, is locked or hangs.
         """
         if self._backend is None and self.problem is None:
+            import logging
+
             logging.getLogger("keyring").setLevel(logging.CRITICAL)
             try:
                 backend = self._call(self._select_backend)
@@ -1626,7 +1859,9 @@ class _NoSessionBus(RuntimeError):
 
 def _is_null_backend(backend) -> bool:
     label = _backend_label(backend)
-    if label.startswith("keyring.backends.fail"):
+    # keyring's null backend stores nothing. Users select it to turn the
+    # keyring off, so it counts as no keyring.
+    if label.startswith(("keyring.backends.fail", "keyring.backends.null")):
         return True
     return "chainer" in label.lower() and not getattr(
         backend, "backends", None
@@ -1760,6 +1995,8 @@ def parse_expiry(value: str) -> dt.datetime:
 
 
 def _b64url_json(part: str):
+    import base64
+
     padded = part + "=" * (-len(part) % 4)
     return json.loads(base64.urlsafe_b64decode(padded.encode("ascii")))
 
@@ -1782,7 +2019,9 @@ def jwt_expiry(token: str):
         if isinstance(exp, bool) or not isinstance(exp, (int, float)):
             return None
         return dt.datetime.fromtimestamp(exp, dt.timezone.utc)
-    except (ValueError, OverflowError, OSError, UnicodeError):
+    except (ValueError, OverflowError, OSError, UnicodeError,
+            RecursionError):
+        # RecursionError: json raises it for deeply nested arrays.
         return None
 
 
@@ -1832,13 +2071,17 @@ class ExpiryRecords:
 
     @staticmethod
     def _fingerprint(token: str) -> str:
+        import hashlib
+
         return hashlib.sha256(token.encode("utf-8")).hexdigest()
 
     def _load(self) -> dict:
         try:
             with open(self.path, encoding="utf-8") as handle:
                 records = json.load(handle)
-        except FileNotFoundError:
+        except (FileNotFoundError, NotADirectoryError):
+            # NotADirectoryError: the data directory path is a file, so
+            # nothing was ever recorded there.
             return {}
         except (OSError, ValueError) as exc:
             raise YtError(
@@ -2009,11 +2252,13 @@ class Transport:
         return connection
 
     def _check_pin(self, connection) -> None:
+        import hashlib
+
         der = connection.sock.getpeercert(binary_form=True)
         actual = hashlib.sha256(der).hexdigest()
         if actual not in self.tls.pins:
             connection.close()
-            raise NetworkError(
+            raise CertificateError(
                 f"certificate of {self.host}:{self.port} does not match "
                 f"YOUTRACK_CERT_SHA256: the server presented "
                 f"{_fingerprint_text(actual)}, expected "
@@ -2024,7 +2269,7 @@ class Transport:
         not_after = _certificate_not_after(der)
         if not_after is not None and not_after < utc_now():
             connection.close()
-            raise NetworkError(
+            raise CertificateError(
                 f"the pinned certificate of {self.host}:{self.port} expired"
                 f" on {_now_iso(not_after)}; renew it on the server and pin"
                 f" the new fingerprint"
@@ -2095,6 +2340,9 @@ class Transport:
             last_try = attempt == attempts - 1
             try:
                 response = self._send(method, target, body, content_type)
+            except CertificateError:
+                self.close()
+                raise
             except NetworkError:
                 self.close()
                 if last_try:
@@ -2210,7 +2458,7 @@ class Transport:
             f" and the network"
         )
 
-    def _certificate_error(self, exc) -> NetworkError:
+    def _certificate_error(self, exc) -> CertificateError:
         code = getattr(exc, "verify_code", None)
         reason = _VERIFY_REASONS.get(
             code, getattr(exc, "verify_message", None) or str(exc)
@@ -2241,10 +2489,11 @@ class Transport:
                 f". The server's certificate has SHA-256 fingerprint "
                 f"{fingerprint}; compare it out of band before pinning it"
             )
-        return NetworkError(message)
+        return CertificateError(message)
 
     def _peek_fingerprint(self):
         """Fetch the server certificate without trust, for error advice."""
+        import hashlib
         import socket
         import ssl
 
@@ -2385,7 +2634,7 @@ ISSUE_FIELDS = (
 PROJECT_FIELDS = "id,shortName,name,description,archived"
 USER_FIELDS = "id,login,fullName,email"
 COMMENT_FIELDS = "id,text,created,author(login,fullName)"
-PROJECT_FIELD_FIELDS = "id,$type,field(name,fieldType(id,isMultiValue))"
+PROJECT_FIELD_FIELDS = "id,$type,field(name,fieldType(id))"
 
 # ProjectCustomField $type -> (single-value, multi-value) IssueCustomField
 # $type and the key that names a value in a request body.
@@ -2630,7 +2879,11 @@ def _path_id(issue_id: str) -> str:
 def _custom_field_value(item: dict, value: str) -> dict:
     field = item.get("field", {})
     kind = _FIELD_TYPES.get(item.get("$type"))
-    multi = bool(field.get("fieldType", {}).get("isMultiValue"))
+    # FieldType.id ends in "[*]" for multi-value fields ("enum[*]") and in
+    # "[1]" for single-value ones; the OpenAPI description of YouTrack
+    # 2026.3 has no isMultiValue attribute.
+    type_id = str(field.get("fieldType", {}).get("id", ""))
+    multi = type_id.endswith("[*]")
     if kind is None:
         return {"name": field.get("name"), "$type": "SimpleIssueCustomField",
                 "value": value}
@@ -2662,7 +2915,7 @@ def _simple_value(field: dict, value: str):
     except (ValueError, UsageError):
         raise UsageError(
             f"invalid value {value!r} for field {field.get('name')!r}: "
-            f"expected a {type_id}"
+            f"expected a value of type {type_id}"
         ) from None
     return value
 
@@ -2697,8 +2950,10 @@ def format_timestamp(milliseconds) -> str:
 
 # ##### Output ############################################################
 
-NOTICE = 25
-logging.addLevelName(NOTICE, "NOTICE")
+# WARNING and ERROR have the values of the logging module, which is
+# imported only when something is logged.  NOTICE, between INFO and
+# WARNING, is the level of result messages such as "Logged in".
+NOTICE, WARNING, ERROR = 25, 30, 40
 _MARKERS = {
     "ok": ("✅", "[OK]"),
     "warning": ("⚠️", "WARNING:"),
@@ -2714,6 +2969,40 @@ def _can_encode(stream, text: str) -> bool:
     except (UnicodeEncodeError, LookupError):
         return False
     return True
+
+
+def _escape_unencodable(error):
+    """Replace characters a stream cannot encode with \\uXXXX escapes.
+
+    The escapes are valid inside JSON strings, so JSON output stays valid
+    on an ASCII terminal, and table text stays readable.
+    """
+    if not isinstance(error, UnicodeEncodeError):
+        raise error
+    text = error.object[error.start:error.end]
+    units = text.encode("utf-16-be", "surrogatepass")
+    escaped = "".join(
+        f"\\u{int.from_bytes(units[i:i + 2], 'big'):04x}"
+        for i in range(0, len(units), 2)
+    )
+    return escaped, error.end
+
+
+def _escape_unencodable_output(stream) -> None:
+    """Make stream escape what its encoding cannot hold, not raise."""
+    import codecs
+
+    try:
+        codecs.lookup_error("yt-escape")
+    except LookupError:
+        codecs.register_error("yt-escape", _escape_unencodable)
+    # Python opens stdout with surrogateescape under the C locale, which
+    # still raises on any other character the encoding lacks.
+    reconfigure = getattr(stream, "reconfigure", None)
+    errors = getattr(stream, "errors", "")
+    if reconfigure is not None and errors in ("strict", "surrogateescape"):
+        with contextlib.suppress(ValueError, OSError):
+            reconfigure(errors="yt-escape")
 
 
 def _wants_color(stream, env, no_color: bool) -> bool:
@@ -2767,31 +3056,40 @@ class Output:
         self.stdout.flush()
 
 
-class StderrHandler(logging.Handler):
-    """Log handler for stderr: masked, with markers and optional colour."""
+class StderrHandler:
+    """Log handler for stderr: masked, with markers and optional colour.
+
+    Every message is masked and has its control characters escaped.
+    logging.Logger calls only the level attribute and handle() of a
+    handler, so this class need not inherit logging.Handler, and creating
+    it does not import logging.
+    """
+
+    level = 0
 
     def __init__(self, output: Output):
-        super().__init__()
         self.output = output
-        self.setFormatter(MaskingFormatter("%(message)s"))
 
-    def emit(self, record):
+    def handle(self, record) -> None:
         try:
-            text = self.format(record)
-            out = self.output
-            if record.levelno >= logging.ERROR:
-                text = out.paint(f"yt: error: {text}", "red", stderr=True)
-            elif record.levelno >= logging.WARNING:
-                text = out.paint(
-                    f"{out.marker('warning', stderr=True)} {text}", "yellow",
-                    stderr=True,
-                )
-            elif record.levelno < NOTICE:
-                text = out.paint(text, "dim", stderr=True)
+            message = record.getMessage()
+        except (TypeError, ValueError):  # arguments that do not fit msg
+            message = str(record.msg)
+        text = escape_control(mask(message)).replace("\\x0a", "\n")
+        out = self.output
+        if record.levelno >= ERROR:
+            text = out.paint(f"yt: error: {text}", "red", stderr=True)
+        elif record.levelno >= WARNING:
+            text = out.paint(
+                f"{out.marker('warning', stderr=True)} {text}", "yellow",
+                stderr=True,
+            )
+        elif record.levelno < NOTICE:
+            text = out.paint(text, "dim", stderr=True)
+        # A closed or broken stderr must not end the command.
+        with contextlib.suppress(OSError, ValueError):
             out.stderr.write(text + "\n")
             out.stderr.flush()
-        except Exception:  # a broken stderr must not end the command
-            self.handleError(record)
 
 
 def terminal_width(env) -> int:
@@ -2952,13 +3250,25 @@ class Context:
                               "YOUTRACK_TOKEN")
         keyring = self.keyring()
         token = keyring.get(base_url) if self._keyring_usable() else None
-        if token:
+        store = self.encrypted_store()
+        if token and not store.has(base_url):
             return Credential(base_url, token, "keyring",
                               keyring.backend_name or "")
-        store = self.encrypted_store()
+        if token:
+            # A login that stores in the keyring removes the file's entry,
+            # so both exist only when the last login could not reach the
+            # keyring: the file holds the newer token.
+            log.warning(
+                "the keyring holds an older token for %s than the encrypted "
+                "file; using the file's. Run yt auth login while the "
+                "keyring is unlocked to replace the keyring's", base_url,
+            )
         if store.has(base_url):
             self._keyring_notice(keyring)
-            token = store.get(base_url)
+        # get() decrypts every entry, so a tampered file is reported even
+        # when the altered part is the base URL an entry is filed under.
+        token = store.get(base_url)
+        if token:
             return Credential(base_url, token, "encrypted file", store.path)
         token = self.legacy_store().get(base_url)
         if token:
@@ -2969,6 +3279,12 @@ class Context:
             )
             return Credential(base_url, token, "plain file",
                               self.settings.path)
+        if keyring.problem and not keyring.absent:
+            raise AuthError(
+                f"no token found for {base_url}, and the keyring could not "
+                f"be read ({keyring.problem}); fix the keyring, run yt auth "
+                f"login, or set YOUTRACK_TOKEN"
+            )
         raise AuthError(
             f"no token stored for {base_url}; run yt auth login, or set "
             f"YOUTRACK_TOKEN"
@@ -3007,9 +3323,9 @@ class Context:
             )
         elif status["status"] == "expiring":
             log.warning(
-                "the token expires on %s (in %d days); create a new one "
+                "the token expires on %s (%s left); create a new one "
                 "soon and run: yt auth token --update",
-                status["expires_at"], status["days_left"],
+                status["expires_at"], _days_phrase(status["days_left"]),
             )
 
     # -- server --
@@ -3102,9 +3418,19 @@ def _store_token(ctx: Context, base_url: str, token: str,
                 log.log(NOTICE, "Keyring unavailable: %s", keyring.problem)
             ctx.encrypted_store(passphrase).set(base_url, token)
             used = "encrypted file"
-    if used != "keyring" and ctx.settings.get("YT_CREDENTIAL_ENCRYPTION"):
+    if used != "keyring":
+        keyring = ctx.keyring()
         with contextlib.suppress(MissingDependencyError):
-            ctx.keyring().delete(base_url)
+            keyring.delete(base_url)
+        if keyring.problem and not keyring.absent:
+            # The keyring comes first in the lookup order, so an old
+            # token left there would be used instead of this one.
+            log.warning(
+                "the keyring could not be checked for an older token for "
+                "%s (%s); once the keyring works again, run yt auth login "
+                "again so that an old token there cannot shadow this one",
+                base_url, keyring.problem,
+            )
     if used != "encrypted file":
         store = ctx.encrypted_store()
         if store.has(base_url):
@@ -3182,8 +3508,9 @@ def login(ctx: Context, args) -> int:
 def _new_passphrase(ctx: Context) -> str:
     if not _is_tty(ctx.stdin):
         raise UsageError(
-            "--passphrase needs a terminal to ask for the passphrase, or "
-            "YT_CREDENTIAL_PASSPHRASE set in the environment"
+            "yt needs a terminal to ask for a new passphrase "
+            "(--passphrase); run it on a terminal, or set "
+            "YT_CREDENTIAL_PASSPHRASE in the environment"
         )
     import getpass
 
@@ -3211,13 +3538,20 @@ def logout(ctx: Context, args) -> int:
         removed.append(f"plain file {ctx.settings.path}")
     ctx.audit_events.append({"event": "auth", "action": "logout",
                              "base_url": base_url, "removed": removed})
+    keyring_unread = keyring.problem and not keyring.absent
     if removed:
         log.log(NOTICE, "Removed the token for %s from: %s", base_url,
                 ", ".join(removed))
-    else:
+    elif not keyring_unread:
         log.log(NOTICE, "No stored token for %s", base_url)
     if ctx.env.get("YOUTRACK_TOKEN"):
         log.warning("YOUTRACK_TOKEN is still set in the environment")
+    if keyring_unread:
+        raise YtError(
+            f"the keyring could not be read ({keyring.problem}), so a "
+            f"token it may hold for {base_url} was not removed; fix the "
+            f"keyring and run yt auth logout again"
+        )
     return 0
 
 
@@ -3255,8 +3589,9 @@ def show_auth_status(ctx: Context, args) -> int:
         "user_name": user.get("fullName") if user else None,
         "source": credential.source,
         "source_detail": _source_text(ctx, credential),
-        "token": f"{MASK} ({token_kind(credential.token)}, "
-                 f"{len(credential.token)} characters)",
+        "token": MASK,
+        "token_kind": token_kind(credential.token),
+        "token_length": len(credential.token),
         "token_status": status,
         "server_check": "ok" if problem is None else problem,
     }
@@ -3270,7 +3605,8 @@ def show_auth_status(ctx: Context, args) -> int:
         ("User", f"{data['user']} ({data['user_name']})" if user else
          f"unknown: {problem}"),
         ("Source", data["source_detail"]),
-        ("Token", data["token"]),
+        ("Token", f"{MASK} ({data['token_kind']}, "
+                  f"{data['token_length']} characters)"),
         ("Expiry", f"{marker} {_status_text(status)}"),
     ]
     for label, value in rows:
@@ -3288,8 +3624,16 @@ def _status_text(status: dict) -> str:
     when = status["expires_at"]
     days = status["days_left"]
     if name == "expired":
-        return f"expired on {when} ({-days} days ago)"
-    return f"{name}, expires {when} ({days} days left)"
+        # days_left is rounded down, so count whole days ago afresh.
+        ago = utc_now() - parse_expiry(when)
+        return f"expired on {when} ({_days_phrase(ago.days)} ago)"
+    return f"{name}, expires {when} ({_days_phrase(days)} left)"
+
+
+def _days_phrase(days: int) -> str:
+    if days < 1:
+        return "less than a day"
+    return "1 day" if days == 1 else f"{days} days"
 
 
 def manage_token(ctx: Context, args) -> int:
@@ -3505,9 +3849,10 @@ def comment_issue(ctx: Context, args) -> int:
 
 
 def _text_argument(ctx: Context, value):
-    """Return value, or stdin's text when value is '-'."""
+    """Return value, or stdin's text without its final newline for '-'."""
     if value == "-":
-        return ctx.stdin.read()
+        text = ctx.stdin.read()
+        return text[:-1] if text.endswith("\n") else text
     return value
 
 
@@ -3846,6 +4191,10 @@ def _doctor_keyring(ctx: Context) -> dict:
 def _doctor_credentials(ctx: Context) -> dict:
     try:
         credential = ctx.credential(warn=False)
+    except AuthError as exc:
+        # No login yet is normal on a new host; a damaged store is not.
+        missing = str(exc).startswith(("no token", "no YouTrack URL"))
+        return {"status": "warn" if missing else "fail", "detail": str(exc)}
     except YtError as exc:
         return {"status": "fail", "detail": str(exc)}
     status = _token_summary(ctx, credential)
@@ -3854,7 +4203,8 @@ def _doctor_credentials(ctx: Context) -> dict:
     return {
         "base_url": credential.base_url,
         "source": _source_text(ctx, credential),
-        "token": f"{MASK} ({token_kind(credential.token)})",
+        "token": MASK,
+        "token_kind": token_kind(credential.token),
         "token_status": status["status"],
         "expires_at": status["expires_at"],
         "status": level,
@@ -3937,7 +4287,8 @@ def run_doctor(ctx: Context, args) -> int:
     if "source" in creds:
         out.write(f"  {_doctor_mark(out, creds)} {creds['base_url']} from "
                   f"{creds['source']}")
-        out.write(f"     token {creds['token']}: {creds['token_status']}"
+        out.write(f"     token {MASK} ({creds['token_kind']}): "
+                  f"{creds['token_status']}"
                   + (f", expires {creds['expires_at']}"
                      if creds["expires_at"] else ""))
     else:
@@ -3977,7 +4328,7 @@ def _doctor_failures(report: dict) -> list:
     for section in ("paths", "settings"):
         failed += [k for k, v in report[section].items()
                    if v["status"] == "fail"]
-    for section in ("tls", "audit"):
+    for section in ("tls", "audit", "credentials"):
         if report[section]["status"] == "fail":
             failed.append(section)
     return failed
@@ -3987,6 +4338,8 @@ def _doctor_failures(report: dict) -> list:
 
 
 def _global_options(parser, suppress: bool) -> None:
+    import argparse
+
     default = argparse.SUPPRESS if suppress else None
     flag_default = argparse.SUPPRESS if suppress else False
     group = parser.add_argument_group("global options")
@@ -4012,8 +4365,7 @@ def _add_command(subparsers, name, handler, parent, help_text, **kwargs):
     return parser
 
 
-def _register_auth(commands, parent) -> None:
-    auth = commands.add_parser("auth", help="log in, log out, token status")
+def _register_auth(auth, parent) -> None:
     sub = auth.add_subparsers(dest="action", metavar="ACTION", required=True)
     login_parser = _add_command(
         sub, "login", login, parent,
@@ -4048,8 +4400,7 @@ def _register_auth(commands, parent) -> None:
                        help="expiry date of the token")
 
 
-def _register_issues(commands, parent) -> None:
-    issues = commands.add_parser("issues", help="list, show, create, update")
+def _register_issues(issues, parent) -> None:
     sub = issues.add_subparsers(dest="action", metavar="ACTION",
                                 required=True)
     listing = _add_command(sub, "list", list_issues, parent,
@@ -4087,9 +4438,7 @@ def _register_issues(commands, parent) -> None:
     _format_option(comment)
 
 
-def _register_security(commands, parent) -> None:
-    security = commands.add_parser("security",
-                                   help="audit log and token status")
+def _register_security(security, parent) -> None:
     sub = security.add_subparsers(dest="action", metavar="ACTION",
                                   required=True)
     audit = _add_command(sub, "audit", show_audit, parent,
@@ -4110,9 +4459,14 @@ def _register_security(commands, parent) -> None:
     _format_option(status)
 
 
-def _register_config(commands, parent) -> None:
-    config = commands.add_parser("config", help="read and edit the config "
-                                 "file")
+def _register_projects(projects, parent) -> None:
+    sub = projects.add_subparsers(dest="action", metavar="ACTION",
+                                  required=True)
+    _format_option(_add_command(sub, "list", list_projects, parent,
+                                "list projects"))
+
+
+def _register_config(config, parent) -> None:
     sub = config.add_subparsers(dest="action", metavar="ACTION",
                                 required=True)
     listing = _add_command(sub, "list", list_config, parent,
@@ -4129,8 +4483,58 @@ def _register_config(commands, parent) -> None:
     unset.add_argument("key")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+def _help_width() -> int:
+    """Return the help text width argparse would pick: terminal width - 2.
+
+    This is shutil.get_terminal_size() without importing shutil, which
+    argparse's HelpFormatter imports, with bz2 and lzma, when it is
+    given no width.
+    """
+    try:
+        columns = int(os.environ.get("COLUMNS", ""))
+    except ValueError:
+        columns = 0
+    if columns <= 0:
+        try:
+            columns = os.get_terminal_size(sys.__stdout__.fileno()).columns
+        except (AttributeError, ValueError, OSError):
+            columns = 0
+    return (columns or 80) - 2
+
+
+def _add_group(commands, parent, words, name, help_text, register) -> None:
+    group = commands.add_parser(name, help=help_text)
+    if words is None or name in words:
+        register(group, parent)
+
+
+def build_parser(words=None):
+    """Build the argument parser for the command line ``words``.
+
+    Only the command groups that appear in words (all when it is None)
+    get their subcommands and options.  The others keep their name and
+    help text, which is all that yt --help shows and all that parsing
+    words needs; building every subcommand took longer than the rest of
+    a yt --help run.
+    """
+    import argparse
+
+    width = _help_width()
+
+    def formatter(prog):
+        return argparse.HelpFormatter(prog, width=width)
+
+    class MaskingParser(argparse.ArgumentParser):
+        # Usage errors quote the words they reject, which may be a token
+        # pasted by mistake; subparsers are built with this class too.
+        def __init__(self, *args, **kwargs):
+            kwargs.setdefault("formatter_class", formatter)
+            super().__init__(*args, **kwargs)
+
+        def error(self, message):
+            super().error(mask(message))
+
+    parser = MaskingParser(
         prog="yt",
         description="Command-line client for JetBrains YouTrack with an "
                     "audit log, encrypted credentials and masking.",
@@ -4141,17 +4545,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version",
                         version=f"yt {__version__}")
     _global_options(parser, suppress=False)
-    parent = argparse.ArgumentParser(add_help=False)
+    parent = argparse.ArgumentParser(add_help=False, formatter_class=formatter)
     _global_options(parent, suppress=True)
     commands = parser.add_subparsers(dest="group", metavar="COMMAND",
                                      required=True)
-    _register_auth(commands, parent)
-    _register_issues(commands, parent)
-    projects = commands.add_parser("projects", help="list projects")
-    sub = projects.add_subparsers(dest="action", metavar="ACTION",
-                                  required=True)
-    _format_option(_add_command(sub, "list", list_projects, parent,
-                                "list projects"))
+    _add_group(commands, parent, words, "auth",
+               "log in, log out, token status", _register_auth)
+    _add_group(commands, parent, words, "issues",
+               "list, show, create, update", _register_issues)
+    _add_group(commands, parent, words, "projects", "list projects",
+               _register_projects)
     api = _add_command(commands, "api", call_api, parent,
                        "send a raw request with the stored credentials")
     api.add_argument("path", help="API path, e.g. /api/users/me or "
@@ -4163,8 +4566,10 @@ def build_parser() -> argparse.ArgumentParser:
                           "otherwise; repeat for more")
     api.add_argument("--input", metavar="FILE",
                      help="request body from FILE ('-' for stdin)")
-    _register_security(commands, parent)
-    _register_config(commands, parent)
+    _add_group(commands, parent, words, "security",
+               "audit log and token status", _register_security)
+    _add_group(commands, parent, words, "config",
+               "read and edit the config file", _register_config)
     doctor = _add_command(commands, "doctor", run_doctor, parent,
                           "check this host: paths, keyring, credentials, "
                           "TLS, proxies, audit log")
@@ -4181,9 +4586,7 @@ def _command_path(args) -> str:
 
 
 def _setup_logging(output: Output, debug: bool) -> None:
-    log.handlers[:] = [StderrHandler(output)]
-    log.setLevel(logging.DEBUG if debug else NOTICE)
-    log.propagate = False
+    log.configure(StderrHandler(output), debug)
 
 
 def _write_audit(ctx, argv, command, status, code, started, elapsed):
@@ -4207,13 +4610,13 @@ def _write_audit(ctx, argv, command, status, code, started, elapsed):
         snapshot = settings.tls_snapshot()
         previous = audit.last_tls()
         if previous != snapshot:
+            # The first record is a baseline: it lists the variables set.
             changed = sorted(
                 k for k in snapshot
                 if (previous or {}).get(k) != snapshot[k]
             )
-            audit.append(dict(common, event="tls_config", variables=changed,
-                              changed=changed, old=previous, new=snapshot),
-                         tls=snapshot)
+            audit.append(dict(common, event="tls_config", changed=changed,
+                              old=previous, new=snapshot), tls=snapshot)
         for event in (ctx.audit_events if ctx else []):
             audit.append(dict(common, command=command, **event))
         if ctx is not None and getattr(ctx.args, "secure", False):
@@ -4237,14 +4640,24 @@ def _write_audit(ctx, argv, command, status, code, started, elapsed):
 def main(argv=None) -> int:
     """Run yt with argv (default sys.argv[1:]) and return the exit code."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv == ["--version"]:
+        # Answered before argparse is imported; the parser's --version
+        # action prints the same line in every other spelling.
+        sys.stdout.write(f"yt {__version__}\n")
+        return 0
     env = dict(os.environ)
     SECRETS.clear()
+    # Registered before parsing, so that even a usage error that quotes
+    # them, and its audit entry, show them masked.
+    for name in ("YOUTRACK_TOKEN", "YT_CREDENTIAL_PASSPHRASE"):
+        SECRETS.add(env.get(name, "").strip())
+    _escape_unencodable_output(sys.stdout)
     output = Output(sys.stdout, sys.stderr, env,
                     no_color="--no-color" in argv)
     _setup_logging(output, "--debug" in argv)
     started = utc_now()
     clock = time.monotonic()
-    parser = build_parser()
+    parser = build_parser(frozenset(argv))
     ctx = None
     command = ""
     status, code = "error", 1
@@ -4262,6 +4675,9 @@ def main(argv=None) -> int:
         output.color = output.color and not args.no_color
         output.err_color = output.err_color and not args.no_color
         ctx = Context(args, env, sys.stdin, output)
+        if args.group not in ("config", "doctor"):
+            # config and doctor stay usable, so a bad value can be fixed.
+            ctx.settings.validate()
         code = args.handler(ctx, args)
         status = "success" if code == 0 else "error"
     except KeyboardInterrupt:
