@@ -16,16 +16,17 @@ and so are ``ssl`` and ``http.client``: ``yt --help``, ``yt --version`` and
 from __future__ import annotations
 
 # Start-up time matters for a command-line tool, so argparse, base64,
-# hashlib, hmac, logging and secrets are imported in the functions that
-# use them; docs/benchmarks.md has the figures.
+# hashlib, hmac, json, logging, secrets and threading are imported in the
+# functions that use them; docs/benchmarks.md has the figures.  _thread
+# is built into the interpreter and gives the lock that threading.Lock
+# returns.
+import _thread
 import contextlib
 import datetime as dt
-import json
 import os
 import re
 import stat
 import sys
-import threading
 import time
 
 __all__ = ["main", "mask", "__version__"]
@@ -41,6 +42,11 @@ PAGE_SIZE = 100
 MAX_REDIRECTS = 5
 MAX_RETRIES = 3
 RETRY_AFTER_CAP = 30.0
+# Largest response body accepted, after decompression: a page of issues
+# is far smaller, so a bigger one is a server or proxy fault.
+MAX_RESPONSE_BYTES = 64 * 2**20
+# A whole response body must arrive within this many YOUTRACK_TIMEOUTs.
+RESPONSE_DEADLINE_FACTOR = 4
 KEYRING_TIMEOUT = 5.0
 SSL_DISABLED_WARNING = (
     "SSL verification is DISABLED. This is insecure and should only be "
@@ -395,21 +401,47 @@ _CONFIG_LINE = _LazyPattern(
 )
 
 
-def parse_config_text(text: str, path: str) -> dict:
-    """Parse KEY=VALUE lines with # comments and optional quotes."""
+def read_config_text(path: str) -> str:
+    """Return the config file's text; raise YtError naming the problem."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return handle.read()
+    except FileNotFoundError:
+        raise
+    except UnicodeDecodeError:
+        raise UsageError(
+            f"{path} is not UTF-8 text; fix or remove the file"
+        ) from None
+    except OSError as exc:
+        raise YtError(
+            f"cannot read {path}: {exc.strerror}; check that it is a file "
+            f"you can read"
+        ) from None
+
+
+def parse_config_text(text: str, path: str, strict=True) -> dict:
+    """Parse KEY=VALUE lines with # comments and optional quotes.
+
+    With strict false, lines that do not parse are skipped instead of
+    raising UsageError.
+    """
     values = {}
     for number, line in enumerate(text.splitlines(), 1):
         stripped = line.strip()
         if not stripped or stripped.startswith("#"):
             continue
         match = _CONFIG_LINE.fullmatch(line)
-        if not match:
-            raise UsageError(
-                f"{path}, line {number}: expected KEY=VALUE; fix or remove "
-                f"the line (yt config unset KEY rewrites the file)"
-            )
-        key, raw = match.groups()
-        values[key] = _unquote_config_value(raw, path, number)
+        try:
+            if not match:
+                raise UsageError(
+                    f"{path}, line {number}: expected KEY=VALUE; fix or "
+                    f"remove the line in an editor"
+                )
+            key, raw = match.groups()
+            values[key] = _unquote_config_value(raw, path, number)
+        except UsageError:
+            if strict:
+                raise
     return values
 
 
@@ -451,23 +483,30 @@ class Settings:
         self._cache = {}
 
     def _read_file(self) -> dict:
+        """Read the config file; keep a problem in file_error, not raise.
+
+        A broken file must not stop yt config and yt doctor, the commands
+        that fix and diagnose it, so the problem is raised by validate()
+        and by the legacy token store instead.
+        """
+        self.file_error = None
         try:
-            with open(self.path, encoding="utf-8") as handle:
-                text = handle.read()
+            text = read_config_text(self.path)
         except FileNotFoundError:
             return {}
-        except UnicodeDecodeError:
-            raise UsageError(
-                f"{self.path} is not UTF-8 text; fix or remove the file"
-            ) from None
-        except OSError as exc:
-            raise YtError(
-                f"cannot read {self.path}: {exc.strerror}; check its "
-                f"permissions"
-            ) from None
-        values = parse_config_text(text, self.path)
+        except YtError as exc:
+            self.file_error = exc
+            return {}
+        try:
+            values = parse_config_text(text, self.path)
+        except UsageError as exc:
+            self.file_error = exc
+            values = parse_config_text(text, self.path, strict=False)
         if values.get("YOUTRACK_TOKEN") and not IS_WINDOWS:
-            check_private_file(self.path, "config file with a token")
+            try:
+                check_private_file(self.path, "config file with a token")
+            except YtError as exc:
+                self.file_error = self.file_error or exc
         return values
 
     def raw(self, name: str):
@@ -506,18 +545,30 @@ class Settings:
         return self.get("YOUTRACK_VERIFY_SSL")
 
     def validate(self) -> None:
-        """Raise UsageError for the first invalid setting, from any source."""
+        """Raise for a broken config file or the first invalid setting."""
+        if self.file_error is not None:
+            raise self.file_error
         for name in SETTINGS:
             self.get(name)
 
     def tls_snapshot(self) -> dict:
-        """Return the raw TLS-related values, for audit change records."""
+        """Return the TLS-related values, for audit change records.
+
+        An invalid value is recorded as "(invalid)", because it may be
+        anything, a pasted token included.
+        """
         snapshot = {}
         for name in TLS_VARIABLES:
             if name.startswith("SSL_CERT"):
                 snapshot[name] = self.env.get(name) or None
-            else:
-                snapshot[name] = self.raw(name)[0]
+                continue
+            try:
+                self.get(name)
+            except UsageError:
+                snapshot[name] = "(invalid)"
+                continue
+            value = self.raw(name)[0]
+            snapshot[name] = None if value is None else mask(value)
         return snapshot
 
 
@@ -639,32 +690,43 @@ class SecretRegistry:
 
     def __init__(self):
         self._values = set()
-        # The values longest first, rebuilt on each change, so that
-        # replace(), which runs on every line yt prints, neither locks
-        # nor sorts.
-        self._ordered = ()
-        self._lock = threading.Lock()
+        # Every value with its URL-encoded and JSON-escaped forms, longest
+        # first.  replace() builds it after a change, so that main() can
+        # register secrets without importing urllib.parse and json, and
+        # so that replace(), which runs on every line yt prints, neither
+        # locks nor sorts.
+        self._forms = ()
+        self._lock = _thread.allocate_lock()
 
     def add(self, value) -> None:
         if not value or len(value) < 4:
             return
-        from urllib.parse import quote
-
         with self._lock:
             self._values.add(value)
-            self._values.add(quote(value, safe=""))
-            self._values.add(json.dumps(value)[1:-1])
-            self._ordered = tuple(
-                sorted(self._values, key=len, reverse=True)
-            )
+            self._forms = None
 
     def clear(self) -> None:
         with self._lock:
             self._values.clear()
-            self._ordered = ()
+            self._forms = ()
+
+    def _build_forms(self) -> tuple:
+        import json
+        from urllib.parse import quote
+
+        with self._lock:
+            forms = set()
+            for value in self._values:
+                forms.update((value, quote(value, safe=""),
+                              json.dumps(value)[1:-1]))
+            self._forms = tuple(sorted(forms, key=len, reverse=True))
+            return self._forms
 
     def replace(self, text: str) -> str:
-        for value in self._ordered:
+        forms = self._forms
+        if forms is None:
+            forms = self._build_forms()
+        for value in forms:
             if value in text:
                 text = text.replace(value, MASK)
         return text
@@ -696,6 +758,8 @@ _JSON_COLON = _LazyPattern(r"\s*:\s*")
 
 def _breaks_json(original: str, masked: str) -> bool:
     """Tell whether masking turned valid JSON text into invalid JSON."""
+    import json
+
     if original.lstrip()[:1] not in ("{", "[", '"'):
         return False
     # RecursionError: json gives up on nesting deeper than the C stack.
@@ -719,6 +783,8 @@ def _mask_json(text: str) -> str:
     becomes "***MASKED***", and every other string is masked as plain
     text and encoded again.  Numbers, literals and layout are kept.
     """
+    import json
+
     pieces = []
     done = 0
     secret_value_at = -1
@@ -794,16 +860,28 @@ def mask_argv(argv) -> list:
     return masked
 
 
-_CONTROL = _LazyPattern(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+# C0 and C1 controls (except tab and newline), and the Unicode bidi
+# controls, which can make text on a terminal read differently from what
+# it is.
+_CONTROL = _LazyPattern(
+    "[\x00-\x08\x0b-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]"
+)
 
 
 def escape_control(text: str) -> str:
     """Escape control characters so server text cannot drive a terminal."""
-    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+    return _CONTROL.sub(_escaped_character, text)
+
+
+def _escaped_character(match) -> str:
+    code = ord(match.group())
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
 
 
 def json_text(data, indent=2) -> str:
     """Serialise data as JSON with C1 controls and DEL escaped too."""
+    import json
+
     text = json.dumps(data, indent=indent, ensure_ascii=False)
     return re.sub(
         r"[\x7f-\x9f\u2028\u2029]", lambda m: f"\\u{ord(m.group()):04x}",
@@ -842,6 +920,16 @@ def check_private_file(path: str, what: str) -> None:
         raise YtError(
             f"{what} {path} is accessible by group or others (mode "
             f"{stat.S_IMODE(mode):04o}); fix it with: chmod 600 {path}"
+        )
+    # In a directory that others can write to, they could replace the
+    # file (a sticky bit, as on /tmp, prevents that).
+    directory = os.path.dirname(os.path.abspath(path))
+    dir_mode = os.stat(directory).st_mode
+    if dir_mode & 0o022 and not dir_mode & stat.S_ISVTX:
+        raise YtError(
+            f"directory {directory} of the {what} is writable by group or "
+            f"others (mode {stat.S_IMODE(dir_mode):04o}), so they could "
+            f"replace the file; fix it with: chmod 700 {directory}"
         )
 
 
@@ -995,6 +1083,8 @@ _MAC_MARKER = ',"mac":"'
 
 
 def _canonical(entry: dict) -> str:
+    import json
+
     return json.dumps(entry, sort_keys=True, separators=(",", ":"))
 
 
@@ -1031,6 +1121,8 @@ def _split_line(line: str):
 
 def _chain_entry(raw: bytes):
     """Return the entry on one raw log line, or None if it is not one."""
+    import json
+
     try:
         entry = json.loads(raw.decode("utf-8"))
     except ValueError:  # UnicodeDecodeError is a ValueError too
@@ -1090,6 +1182,8 @@ def _split_raw_line(raw: bytes):
 
 def _chain_start(body: str):
     """Return (prev, problem): the mac that the first entry follows."""
+    import json
+
     try:
         start = json.loads(body)["prev"]
     except (ValueError, KeyError, TypeError, RecursionError):
@@ -1101,6 +1195,8 @@ def _chain_start(body: str):
 
 def _mac_problem(body: str) -> str:
     """Describe a line whose MAC does not match."""
+    import json
+
     try:
         json.loads(body)["seq"]
     except (ValueError, KeyError, TypeError, RecursionError):
@@ -1111,6 +1207,8 @@ def _mac_problem(body: str) -> str:
 
 def _parse_bodies(bodies: list) -> list:
     """Parse JSON texts; an item is None where its text does not parse."""
+    import json
+
     if not bodies:
         return []
     try:
@@ -1131,7 +1229,7 @@ def _parse_bodies(bodies: list) -> list:
 def _check_batch(batch: list, report: dict):
     """Check seq order and recovery notes of lines whose MAC matched.
 
-    batch holds (line number, body) pairs in log order, and report
+    batch contains (line number, body) pairs in log order, and report
     counts each good entry.  Returns the failed report for the first bad
     line, or None.
     """
@@ -1182,6 +1280,7 @@ class AuditLog:
 
     def _read_state(self, key: bytes):
         import hmac
+        import json
 
         try:
             with open(self.state_path, encoding="utf-8") as handle:
@@ -1197,7 +1296,8 @@ class AuditLog:
         if not valid:
             raise AuditIntegrityError(
                 f"audit state {self.state_path} is damaged or was edited; "
-                f"run: yt security audit --verify"
+                f"keep a copy of the log for inspection, then start a new "
+                f"one with: yt security clear-audit --force"
             )
         return state
 
@@ -1237,6 +1337,7 @@ class AuditLog:
             written = []
             for entry in pending:
                 seq = last["seq"] + 1 if last else 1
+                entry = _masked_entry(entry)
                 entry = dict(entry, seq=seq, prev=last["mac"] if last else "")
                 entry.update(notes)
                 notes = {}
@@ -1358,6 +1459,8 @@ class AuditLog:
             return sum(1 for _ in handle)
 
     def _first_seq(self):
+        import json
+
         with open(self.path, "rb") as handle:
             first = handle.readline()
         try:
@@ -1485,6 +1588,8 @@ class AuditLog:
 
     def clear(self, user: str, force: bool) -> int:
         """Replace the log with one audit_cleared entry; return removed."""
+        import json
+
         with file_lock(self.lock_path):
             removed = 0
             last_seq = None
@@ -1527,7 +1632,20 @@ class AuditLog:
         return removed
 
 
+def _masked_entry(value):
+    """Return value with mask() applied to every string inside it."""
+    if isinstance(value, str):
+        return mask(value)
+    if isinstance(value, dict):
+        return {key: _masked_entry(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_masked_entry(item) for item in value]
+    return value
+
+
 def _parse_entry(line: bytes) -> dict:
+    import json
+
     try:
         entry = json.loads(line.decode("utf-8"))
     except (ValueError, UnicodeDecodeError):
@@ -1538,11 +1656,19 @@ def _parse_entry(line: bytes) -> dict:
 
 
 def current_user() -> str:
-    import getpass
+    """Return the user name the way getpass.getuser() finds it.
 
+    Every audited command calls this, and importing getpass also loads
+    the termios extension module, which these commands do not need.
+    """
+    for name in ("LOGNAME", "USER", "LNAME", "USERNAME"):
+        if os.environ.get(name):
+            return os.environ[name]
     try:
-        return getpass.getuser()
-    except Exception:  # getpass raises OSError or KeyError on odd hosts
+        import pwd
+
+        return pwd.getpwuid(os.getuid()).pw_name
+    except (ImportError, KeyError, AttributeError):  # no pwd, no entry
         return str(os.getuid()) if hasattr(os, "getuid") else "unknown"
 
 
@@ -1646,6 +1772,8 @@ class EncryptedFileStore:
         )
 
     def _load(self):
+        import json
+
         try:
             check_private_file(self.path, "credential file")
             with open(self.path, "rb") as handle:
@@ -1666,8 +1794,12 @@ class EncryptedFileStore:
                 raise ValueError(f"unknown key derivation {kdf['name']!r}")
             if not isinstance(document["entries"], dict):
                 raise ValueError("entries is not an object")
-        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        except ValueError as exc:
             raise self._damaged(f"it is not valid ({exc})") from None
+        except (KeyError, TypeError, AttributeError):
+            raise self._damaged(
+                "its structure is not what yt writes"
+            ) from None
         return document
 
     def _aad(self, kdf: dict, base_url: str) -> bytes:
@@ -1702,14 +1834,10 @@ class EncryptedFileStore:
                 "cryptography.hazmat.primitives.kdf.scrypt",
                 "the encrypted credential file",
             )
-            try:
-                salt = _unb64(kdf["salt"])
-                self._derived[cache_key] = scrypt.Scrypt(
-                    salt=salt, length=32, n=int(kdf["n"]), r=int(kdf["r"]),
-                    p=int(kdf["p"]),
-                ).derive(passphrase.encode("utf-8"))
-            except (ValueError, KeyError, TypeError) as exc:
-                raise self._damaged(f"bad scrypt parameters ({exc})") from None
+            n, r, p, salt = _scrypt_parameters(kdf, self._damaged)
+            self._derived[cache_key] = scrypt.Scrypt(
+                salt=salt, length=32, n=n, r=r, p=p,
+            ).derive(passphrase.encode("utf-8"))
         return self._derived[cache_key]
 
     def _new_kdf(self) -> dict:
@@ -1729,6 +1857,8 @@ class EncryptedFileStore:
 
     def read_all(self, document=None) -> dict:
         """Decrypt every entry; raise naming the file if any fails."""
+        import json
+
         document = document or self._load()
         if document is None or not document["entries"]:
             return {}
@@ -1765,6 +1895,7 @@ class EncryptedFileStore:
         return value["token"] if value else None
 
     def _write(self, document, entries) -> None:
+        import json
         import secrets
 
         kdf = document["kdf"]
@@ -1812,6 +1943,31 @@ class EncryptedFileStore:
     def has(self, base_url: str) -> bool:
         document = self._load()
         return bool(document) and base_url in document["entries"]
+
+
+def _scrypt_parameters(kdf: dict, damaged):
+    """Return (n, r, p, salt) from the file, within sane bounds.
+
+    The bounds keep a tampered file from making yt spend hours or
+    gigabytes on one derivation: n up to 2**20 and r*p up to 64 is at
+    most 1 GiB and a few seconds.
+    """
+    try:
+        n, r, p = (kdf[name] for name in ("n", "r", "p"))
+        salt = _unb64(kdf["salt"])
+    except (KeyError, TypeError, ValueError):
+        raise damaged("its scrypt parameters are missing or invalid") \
+            from None
+    numbers = all(type(v) is int for v in (n, r, p))
+    if not (numbers and 2**14 <= n <= 2**20 and n & (n - 1) == 0
+            and 1 <= r <= 32 and 1 <= p <= 16 and r * p <= 64
+            and 16 <= len(salt) <= 64):
+        raise damaged(
+            "its scrypt parameters are out of range (n must be a power of "
+            "2 from 2**14 to 2**20, r 1 to 32, p 1 to 16, salt 16 to 64 "
+            "bytes)"
+        )
+    return n, r, p, salt
 
 
 class KeyringStore:
@@ -1868,6 +2024,8 @@ class KeyringStore:
 
     def _call(self, function, *args):
         """Run a keyring call in a thread and give up after the timeout."""
+        import threading
+
         result = {}
 
         def target():
@@ -2012,6 +2170,12 @@ class LegacyFileStore:
         self.path = settings.path
 
     def get(self, base_url: str):
+        token = self._token_for(base_url)
+        if token and self.settings.file_error is not None:
+            raise self.settings.file_error
+        return token
+
+    def _token_for(self, base_url: str):
         token = self.settings.file_values.get("YOUTRACK_TOKEN")
         configured = self.settings.file_values.get("YOUTRACK_BASE_URL")
         if not token:
@@ -2032,7 +2196,9 @@ class LegacyFileStore:
         })
 
     def delete(self, base_url: str) -> bool:
-        if not self.get(base_url):
+        # Removing a token works even from a file yt would not read it
+        # from (loose permissions, a bad line elsewhere).
+        if not self._token_for(base_url):
             return False
         update_config_file(self.path, {"YOUTRACK_TOKEN": None})
         return True
@@ -2046,11 +2212,10 @@ def update_config_file(path: str, changes: dict) -> None:
     """
     with file_lock(path + ".lock"):
         try:
-            with open(path, encoding="utf-8") as handle:
-                lines = handle.read().splitlines()
+            lines = read_config_text(path).splitlines()
         except FileNotFoundError:
             lines = []
-        parse_config_text("\n".join(lines), path)
+        # Lines that do not parse are kept as they are.
         pending = dict(changes)
         output = []
         for line in lines:
@@ -2108,6 +2273,7 @@ def parse_expiry(value: str) -> dt.datetime:
 
 def _b64url_json(part: str):
     import base64
+    import json
 
     padded = part + "=" * (-len(part) % 4)
     return json.loads(base64.urlsafe_b64decode(padded.encode("ascii")))
@@ -2188,6 +2354,8 @@ class ExpiryRecords:
         return hashlib.sha256(token.encode("utf-8")).hexdigest()
 
     def _load(self) -> dict:
+        import json
+
         try:
             with open(self.path, encoding="utf-8") as handle:
                 records = json.load(handle)
@@ -2213,6 +2381,8 @@ class ExpiryRecords:
             return None
 
     def set(self, token: str, expires) -> None:
+        import json
+
         with file_lock(self.path + ".lock"):
             records = self._load()
             key = self._fingerprint(token)
@@ -2466,7 +2636,7 @@ class Transport:
             if response.status in (429, 502, 503, 504) and not last_try:
                 delay = _retry_after(response, attempt)
                 log.info(
-                    "server answered %d; retrying in %.1f s",
+                    "server responded with %d; retrying in %.1f s",
                     response.status, delay,
                 )
                 self.sleep(delay)
@@ -2497,7 +2667,7 @@ class Transport:
             connection = self._connect()
             connection.request(method, url, body=body, headers=headers)
             raw = connection.getresponse()
-            data = raw.read()
+            data = self._read_body(raw)
             response = Response(
                 raw.status, raw.reason, raw.getheaders(), data
             )
@@ -2535,6 +2705,78 @@ class Transport:
             raise self._network_error(exc) from None
         self._trace_response(response)
         return response
+
+    def _read_body(self, raw) -> bytes:
+        """Read a response body within MAX_RESPONSE_BYTES and a deadline.
+
+        The timeout applies to each read, so a server that trickles bytes
+        could hold yt forever; the whole body must arrive within
+        RESPONSE_DEADLINE_FACTOR timeouts.
+        """
+        deadline = time.monotonic() + self.timeout * RESPONSE_DEADLINE_FACTOR
+        length = raw.getheader("Content-Length") or ""
+        if length.isdigit() and int(length) > MAX_RESPONSE_BYTES:
+            self.close()
+            raise YtError(self._too_large(int(length)))
+        chunks = []
+        size = 0
+        while True:
+            chunk = raw.read1(65536)
+            if not chunk:
+                break
+            size += len(chunk)
+            if size > MAX_RESPONSE_BYTES:
+                self.close()
+                raise YtError(self._too_large(size))
+            if time.monotonic() > deadline:
+                self.close()
+                raise NetworkError(
+                    f"the response from {self.host}:{self.port} took longer "
+                    f"than {self.timeout * RESPONSE_DEADLINE_FACTOR:g} s; "
+                    f"check the network, or raise YOUTRACK_TIMEOUT"
+                )
+            chunks.append(chunk)
+        data = b"".join(chunks)
+        if raw.length:
+            # read1 returns b"" when the server closes early, where read
+            # would raise; the remaining Content-Length tells the two apart.
+            import http.client
+
+            raise http.client.IncompleteRead(data, raw.length)
+        # read() at the end marks the response done, so the kept-alive
+        # connection can send the next request; read1 never does.
+        data += raw.read()
+        encoding = (raw.getheader("Content-Encoding") or "").lower()
+        if encoding in ("gzip", "x-gzip"):
+            data = self._gunzip(data)
+        return data
+
+    def _too_large(self, size: int) -> str:
+        return (
+            f"the response from {self.host}:{self.port} is larger than "
+            f"{MAX_RESPONSE_BYTES // 2**20} MiB ({size} bytes); ask for "
+            f"fewer items or fields (--limit, -f fields=...)"
+        )
+
+    def _gunzip(self, data: bytes) -> bytes:
+        import zlib
+
+        decoder = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        try:
+            plain = decoder.decompress(data, MAX_RESPONSE_BYTES + 1)
+            # A stream cut short decodes without an error, but its CRC
+            # was never checked.
+            if len(plain) <= MAX_RESPONSE_BYTES and not decoder.eof:
+                raise zlib.error("the compressed data ends early")
+        except zlib.error as exc:
+            raise YtError(
+                f"the gzip-compressed response from {self.host}:{self.port}"
+                f" is damaged ({exc}); retry, and check proxies between yt "
+                f"and the server"
+            ) from None
+        if len(plain) > MAX_RESPONSE_BYTES:
+            raise YtError(self._too_large(len(plain)))
+        return plain
 
     def _host_header(self) -> str:
         default = 443 if self.scheme == "https" else 80
@@ -2782,6 +3024,8 @@ def _is_html(response) -> bool:
 
 def _error_detail(response) -> str:
     """Return YouTrack's error_description (or error), masked and escaped."""
+    import json
+
     try:
         data = json.loads(response.body.decode("utf-8"))
     except (ValueError, UnicodeDecodeError):
@@ -2824,6 +3068,8 @@ def check_response(response, what: str) -> None:
 
 
 def parse_json_body(response, what: str):
+    import json
+
     if not response.body.strip():
         return None
     kind = (response.header("Content-Type") or "").lower()
@@ -2835,6 +3081,11 @@ def parse_json_body(response, what: str):
         )
     try:
         return json.loads(response.body.decode("utf-8"))
+    except RecursionError:
+        raise YtError(
+            f"{what}: the server sent JSON nested too deeply to read; "
+            f"check that YOUTRACK_BASE_URL points at YouTrack"
+        ) from None
     except (ValueError, UnicodeDecodeError) as exc:
         raise YtError(
             f"{what}: the server sent invalid JSON ({exc}); retry, and "
@@ -2849,6 +3100,8 @@ class YouTrack:
         self.transport = transport
 
     def call(self, method, path, query=None, payload=None, what=None):
+        import json
+
         body = None
         if payload is not None:
             body = json.dumps(payload).encode("utf-8")
@@ -2858,8 +3111,10 @@ class YouTrack:
         return parse_json_body(response, what)
 
     def me(self) -> dict:
-        return self.call("GET", "/api/users/me", {"fields": USER_FIELDS},
-                         what="checking the token with /api/users/me")
+        what = "checking the token with /api/users/me"
+        return require_object(
+            self.call("GET", "/api/users/me", {"fields": USER_FIELDS},
+                      what=what), what)
 
     def _paged(self, path, query, limit, what):
         skip = 0
@@ -2872,9 +3127,11 @@ class YouTrack:
             if not isinstance(page, list):
                 raise YtError(
                     f"{what}: expected a JSON array from the server, got "
-                    f"{type(page).__name__}"
+                    f"{_json_type(page)}; check that YOUTRACK_BASE_URL "
+                    f"points at YouTrack"
                 )
-            yield from page
+            for item in page:
+                yield require_object(item, what)
             skip += len(page)
             if len(page) < top:
                 return
@@ -2886,10 +3143,11 @@ class YouTrack:
         return self._paged("/api/issues", params, limit, "listing issues")
 
     def issue(self, issue_id: str) -> dict:
-        return self.call(
+        what = f"reading issue {issue_id}"
+        return require_object(self.call(
             "GET", f"/api/issues/{_path_id(issue_id)}",
-            {"fields": ISSUE_FIELDS}, what=f"reading issue {issue_id}",
-        )
+            {"fields": ISSUE_FIELDS}, what=what,
+        ), what)
 
     def projects(self, limit=None):
         return self._paged(
@@ -2912,14 +3170,16 @@ class YouTrack:
         """Build customFields for a request from NAME=VALUE pairs."""
         if not fields:
             return []
-        known = self.call(
-            "GET", f"/api/admin/projects/{project['id']}/customFields",
+        known = objects(self.call(
+            "GET", f"/api/admin/projects/{project.get('id')}/customFields",
             {"fields": PROJECT_FIELD_FIELDS, "$top": 500},
             what=f"reading the fields of project {project.get('shortName')}",
-        )
+        ))
+        for item in known:
+            item["field"] = _object_or_empty(item.get("field"))
         by_name = {
-            str(item.get("field", {}).get("name", "")).lower(): item
-            for item in known or []
+            str(item["field"].get("name", "")).lower(): item
+            for item in known
         }
         payload = []
         for name, value in fields.items():
@@ -2943,10 +3203,11 @@ class YouTrack:
         custom = self.custom_fields_payload(project, fields)
         if custom:
             payload["customFields"] = custom
-        return self.call(
+        what = f"creating an issue in {project_name}"
+        return require_object(self.call(
             "POST", "/api/issues", {"fields": ISSUE_FIELDS}, payload,
-            what=f"creating an issue in {project_name}",
-        )
+            what=what,
+        ), what)
 
     def update_issue(self, issue_id, summary, description, fields):
         payload = {}
@@ -2955,26 +3216,27 @@ class YouTrack:
         if description is not None:
             payload["description"] = description
         if fields:
-            current = self.call(
+            what = f"reading issue {issue_id}"
+            current = require_object(self.call(
                 "GET", f"/api/issues/{_path_id(issue_id)}",
-                {"fields": "id,project(id,shortName)"},
-                what=f"reading issue {issue_id}",
-            )
+                {"fields": "id,project(id,shortName)"}, what=what,
+            ), what)
+            project = require_object(current.get("project"), what)
             payload["customFields"] = self.custom_fields_payload(
-                current["project"], fields
+                project, fields
             )
-        return self.call(
+        what = f"updating issue {issue_id}"
+        return require_object(self.call(
             "POST", f"/api/issues/{_path_id(issue_id)}",
-            {"fields": ISSUE_FIELDS}, payload,
-            what=f"updating issue {issue_id}",
-        )
+            {"fields": ISSUE_FIELDS}, payload, what=what,
+        ), what)
 
     def add_comment(self, issue_id, text):
-        return self.call(
+        what = f"commenting on issue {issue_id}"
+        return require_object(self.call(
             "POST", f"/api/issues/{_path_id(issue_id)}/comments",
-            {"fields": COMMENT_FIELDS}, {"text": text},
-            what=f"commenting on issue {issue_id}",
-        )
+            {"fields": COMMENT_FIELDS}, {"text": text}, what=what,
+        ), what)
 
 
 def _path_id(issue_id: str) -> str:
@@ -3046,8 +3308,36 @@ def field_value_text(value) -> str:
     return str(value)
 
 
+def require_object(data, what: str) -> dict:
+    """Return data if it is a JSON object, else raise naming the request."""
+    if not isinstance(data, dict):
+        raise YtError(
+            f"{what}: expected a JSON object from the server, got "
+            f"{_json_type(data)}; check that YOUTRACK_BASE_URL points at "
+            f"YouTrack"
+        )
+    return data
+
+
+def _json_type(data) -> str:
+    names = {dict: "an object", list: "an array", str: "a string",
+             bool: "a boolean", int: "a number", float: "a number"}
+    return names.get(type(data), "null")
+
+
+def _object_or_empty(data) -> dict:
+    return data if isinstance(data, dict) else {}
+
+
+def objects(items) -> list:
+    """Return the JSON objects of a server list, skipping anything else."""
+    if not isinstance(items, list):
+        return []
+    return [item for item in items if isinstance(item, dict)]
+
+
 def custom_field(issue: dict, name: str) -> str:
-    for field in issue.get("customFields") or []:
+    for field in objects(issue.get("customFields")):
         if str(field.get("name", "")).lower() == name.lower():
             return field_value_text(field.get("value"))
     return ""
@@ -3117,6 +3407,25 @@ def _escape_unencodable_output(stream) -> None:
             reconfigure(errors="yt-escape")
 
 
+def _c_locale(env) -> bool:
+    """Tell whether the user chose the C (POSIX) locale, as LANG=C does.
+
+    Python makes stdout UTF-8 in that locale (PEP 538 coerces LC_CTYPE to
+    C.UTF-8, PEP 540 turns on UTF-8 mode), so the stream's encoding alone
+    cannot show that the terminal may lack emoji.
+    """
+    for name in ("LC_ALL", "LC_CTYPE", "LANG"):
+        value = env.get(name)
+        if not value:
+            continue
+        if value in ("C", "POSIX"):
+            return True
+        coerced = name == "LC_CTYPE" and value.lower() in ("c.utf-8",
+                                                         "c.utf8")
+        return coerced and env.get("LANG") in ("C", "POSIX")
+    return False
+
+
 def _wants_color(stream, env, no_color: bool) -> bool:
     if no_color or "NO_COLOR" in env or env.get("TERM") == "dumb":
         return False
@@ -3132,8 +3441,9 @@ class Output:
         self.stderr = stderr
         self.color = _wants_color(stdout, env, no_color)
         self.err_color = _wants_color(stderr, env, no_color)
-        self.emoji = _can_encode(stdout, "✅🟢🟡🔴⚪⚠️…")
-        self.err_emoji = _can_encode(stderr, "✅⚠️❌")
+        plain = _c_locale(env)
+        self.emoji = not plain and _can_encode(stdout, "✅🟢🟡🔴⚪⚠️…")
+        self.err_emoji = not plain and _can_encode(stderr, "✅⚠️❌")
         self.ellipsis = "…" if _can_encode(stdout, "…") else "..."
 
     @property
@@ -3371,9 +3681,9 @@ class Context:
             # so both exist only when the last login could not reach the
             # keyring: the file holds the newer token.
             log.warning(
-                "the keyring holds an older token for %s than the encrypted "
-                "file; using the file's. Run yt auth login while the "
-                "keyring is unlocked to replace the keyring's", base_url,
+                "the keyring contains an older token for %s than the "
+                "encrypted file; using the file's. Run yt auth login while "
+                "the keyring is unlocked to replace the keyring's", base_url,
             )
         if store.has(base_url):
             self._keyring_notice(keyring)
@@ -3559,14 +3869,9 @@ def _report_store(ctx: Context, used: str) -> None:
                 out.marker("ok", stderr=True), ctx.keyring().backend_name)
     elif used == "encrypted file":
         store = ctx.encrypted_store()
-        log.log(
-            NOTICE, "%s",
-            out.paint(
-                f"{out.marker('warning', stderr=True)} Token stored in the "
-                f"encrypted file {store.path} (keyring unavailable), "
-                f"protected by {store.describe_protection()}",
-                "yellow", stderr=True,
-            ),
+        log.warning(
+            "Token stored in the encrypted file %s (keyring unavailable), "
+            "protected by %s", store.path, store.describe_protection(),
         )
     else:
         log.warning(
@@ -3831,14 +4136,16 @@ class _Progress:
 
 
 def list_issues(ctx: Context, args) -> int:
-    if args.limit is not None and args.limit < 1:
-        raise UsageError(f"invalid --limit {args.limit}: expected 1 or more")
+    if args.limit is not None and args.limit < 0:
+        raise UsageError(
+            f"invalid --limit {args.limit}: expected 0 (all) or more"
+        )
     query = args.query or ""
     if args.project:
         name = args.project
         scope = name if re.fullmatch(r"[\w.-]+", name) else "{" + name + "}"
         query = f"project: {scope} {query}".strip()
-    issues = ctx.client().issues(query or None, args.limit)
+    issues = ctx.client().issues(query or None, args.limit or None)
     progress = _Progress(ctx)
     count = 0
     if args.format == "json":
@@ -3878,10 +4185,10 @@ def show_issue(ctx: Context, args) -> int:
         ctx.out.json(issue)
         return 0
     out = ctx.out
-    project = issue.get("project") or {}
-    reporter = issue.get("reporter") or {}
+    project = _object_or_empty(issue.get("project"))
+    reporter = _object_or_empty(issue.get("reporter"))
     out.write(escape_control(
-        f"{issue.get('idReadable')}: {issue.get('summary') or ''}"
+        f"{issue.get('idReadable') or args.id}: {issue.get('summary') or ''}"
     ))
     lines = [
         ("Project", project.get("shortName") or project.get("name")),
@@ -3890,7 +4197,7 @@ def show_issue(ctx: Context, args) -> int:
         ("Updated", format_timestamp(issue.get("updated"))),
         ("Resolved", format_timestamp(issue.get("resolved")) or "no"),
     ]
-    for field in issue.get("customFields") or []:
+    for field in objects(issue.get("customFields")):
         lines.append((field.get("name"), field_value_text(field.get("value"))
                       or "-"))
     for label, value in lines:
@@ -3899,12 +4206,12 @@ def show_issue(ctx: Context, args) -> int:
         out.write()
         for line in str(issue["description"]).splitlines():
             out.write("  " + escape_control(line))
-    comments = issue.get("comments") or []
+    comments = objects(issue.get("comments"))
     if comments:
         out.write()
         out.write(f"Comments ({len(comments)}):")
         for comment in comments:
-            author = comment.get("author") or {}
+            author = _object_or_empty(comment.get("author"))
             out.write(escape_control(
                 f"  {author.get('login', '?')}, "
                 f"{format_timestamp(comment.get('created'))}:"
@@ -3914,7 +4221,13 @@ def show_issue(ctx: Context, args) -> int:
     return 0
 
 
+def _check_summary(summary) -> None:
+    if summary is not None and not summary.strip():
+        raise UsageError("the summary is empty; give the issue a summary")
+
+
 def create_issue(ctx: Context, args) -> int:
+    _check_summary(args.summary)
     fields = _parse_pairs(args.field, "--field")
     description = _text_argument(ctx, args.description)
     issue = ctx.client().create_issue(
@@ -3931,6 +4244,7 @@ def create_issue(ctx: Context, args) -> int:
 
 
 def update_issue(ctx: Context, args) -> int:
+    _check_summary(args.summary)
     fields = _parse_pairs(args.field, "--field")
     description = _text_argument(ctx, args.description)
     if args.summary is None and description is None and not fields:
@@ -3983,6 +4297,7 @@ def list_projects(ctx: Context, args) -> int:
 
 
 def call_api(ctx: Context, args) -> int:
+    import json
     from urllib.parse import parse_qsl, urlsplit
 
     method = args.method.upper()
@@ -3990,7 +4305,9 @@ def call_api(ctx: Context, args) -> int:
         raise UsageError(f"invalid method {args.method!r}: expected GET, "
                          f"POST, DELETE ...")
     raw_path = args.path.strip()
-    if re.match(r"[a-z][a-z0-9+.-]*://", raw_path, re.I):
+    if re.match(r"[a-z][a-z0-9+.-]*://", raw_path, re.I) or (
+        raw_path.startswith("//")
+    ):
         raise UsageError(
             "pass a path such as /api/users/me, not a full URL; the "
             "server comes from YOUTRACK_BASE_URL"
@@ -4145,14 +4462,18 @@ def list_config(ctx: Context, args) -> int:
                 row["problem"] = str(exc)
     if args.format == "json":
         ctx.out.json(rows)
-        return 0
-    table = Table(ctx.out, ["KEY", "VALUE", "SOURCE"], flexible=1,
-                  width=terminal_width(ctx.env) if ctx.out.is_terminal
-                  else None)
-    table.rows([[r["key"], "" if r["value"] is None else r["value"],
-                 (r["source"] or "unset") + (" (INVALID)" if r.get("problem")
-                                             else "")] for r in rows])
-    log.log(NOTICE, "Config file: %s", ctx.settings.path)
+    else:
+        table = Table(ctx.out, ["KEY", "VALUE", "SOURCE"], flexible=1,
+                      width=terminal_width(ctx.env) if ctx.out.is_terminal
+                      else None)
+        table.rows([[r["key"], "" if r["value"] is None else r["value"],
+                     (r["source"] or "unset")
+                     + (" (INVALID)" if r.get("problem") else "")]
+                    for r in rows])
+        log.log(NOTICE, "Config file: %s", ctx.settings.path)
+    # The values that could be read are listed first; then the problem.
+    if ctx.settings.file_error is not None:
+        raise ctx.settings.file_error
     return 0
 
 
@@ -4186,8 +4507,11 @@ def set_config(ctx: Context, args) -> int:
     if setting.secret:
         raise UsageError(
             f"{args.key} is a secret and is not set from the command line, "
-            f"where other users can see it; use yt auth login "
-            f"--token-stdin for the token, or the environment"
+            f"where other users can see it; "
+            + ("use yt auth login --token-stdin for the token, or "
+               "the environment" if args.key == "YOUTRACK_TOKEN" else
+               "set it in the environment, or let yt auth login "
+               "--passphrase ask for it")
         )
     setting.parse(args.key, args.value)
     update_config_file(ctx.settings.path, {args.key: args.value})
@@ -4252,6 +4576,9 @@ def _doctor_checks(ctx: Context) -> dict:
         paths[name] = _path_state(os.path.join(ctx.config_path, name), True)
     paths["credentials.enc"] = _path_state(
         os.path.join(ctx.data_path, "credentials.enc"), True)
+    if settings.file_error is not None:
+        paths["config_file"].update(status="fail",
+                                    detail=str(settings.file_error))
     report["paths"] = paths
     report["settings"] = {}
     for name in SETTINGS:
@@ -4520,7 +4847,8 @@ def _register_issues(issues, parent) -> None:
     listing.add_argument("-q", "--query", help="YouTrack search query")
     listing.add_argument("-p", "--project", help="project short name")
     listing.add_argument("--limit", type=int, default=50,
-                         help="maximum issues to list (default: 50)")
+                         help="maximum issues to list, 0 for all "
+                              "(default: 50)")
     _format_option(listing)
     show = _add_command(sub, "show", show_issue, parent, "show one issue")
     show.add_argument("id", help="issue id, such as DEMO-12")
@@ -4614,20 +4942,45 @@ def _help_width() -> int:
     return (columns or 80) - 2
 
 
-def _add_group(commands, parent, words, name, help_text, register) -> None:
-    group = commands.add_parser(name, help=help_text)
-    if words is None or name in words:
-        register(group, parent)
+def _add_group(commands, parent, words, name, help_text, register,
+               handler=None) -> None:
+    """Add command ``name``, with its options only if words contain it.
+
+    register(parser, parent) adds the subcommands or options; handler,
+    for a command without subcommands, is the function that runs it.
+    """
+    if words is not None and name not in words:
+        commands.add_parser(name, help=help_text, add_help=False)
+    elif handler is None:
+        register(commands.add_parser(name, help=help_text), parent)
+    else:
+        register(_add_command(commands, name, handler, parent, help_text),
+                 parent)
+
+
+def _register_api(api, parent) -> None:
+    api.add_argument("path", help="API path, e.g. /api/users/me or "
+                                  "users/me")
+    api.add_argument("-X", "--method", default="GET",
+                     help="HTTP method (default: GET)")
+    api.add_argument("-f", "--field", action="append", metavar="KEY=VALUE",
+                     help="query parameter for GET, JSON body field "
+                          "otherwise; repeat for more")
+    api.add_argument("--input", metavar="FILE",
+                     help="request body from FILE ('-' for stdin)")
+
+
+def _register_doctor(doctor, parent) -> None:
+    _format_option(doctor)
 
 
 def build_parser(words=None):
     """Build the argument parser for the command line ``words``.
 
-    Only the command groups that appear in words (all when it is None)
-    get their subcommands and options.  The others keep their name and
-    help text, which is all that yt --help shows and all that parsing
-    words needs; building every subcommand took longer than the rest of
-    a yt --help run.
+    Only the commands that appear in words (all when it is None) get
+    their subcommands and options.  The others keep their name and help
+    text, which is all that yt --help shows and all that parsing words
+    needs; building every subcommand made yt --help about 15% slower.
     """
     import argparse
 
@@ -4652,7 +5005,7 @@ def build_parser(words=None):
                     "audit log, encrypted credentials and masking.",
         epilog="Exit codes: 0 ok, 1 error, 2 usage, 3 authentication, "
                "4 not found, 5 network or TLS, 6 audit log verification, "
-               "130 interrupted.",
+               "130 interrupted, 143 terminated.",
     )
     parser.add_argument("--version", action="version",
                         version=f"yt {__version__}")
@@ -4667,25 +5020,16 @@ def build_parser(words=None):
                "list, show, create, update", _register_issues)
     _add_group(commands, parent, words, "projects", "list projects",
                _register_projects)
-    api = _add_command(commands, "api", call_api, parent,
-                       "send a raw request with the stored credentials")
-    api.add_argument("path", help="API path, e.g. /api/users/me or "
-                                  "users/me")
-    api.add_argument("-X", "--method", default="GET",
-                     help="HTTP method (default: GET)")
-    api.add_argument("-f", "--field", action="append", metavar="KEY=VALUE",
-                     help="query parameter for GET, JSON body field "
-                          "otherwise; repeat for more")
-    api.add_argument("--input", metavar="FILE",
-                     help="request body from FILE ('-' for stdin)")
+    _add_group(commands, parent, words, "api",
+               "send a raw request with the stored credentials",
+               _register_api, call_api)
     _add_group(commands, parent, words, "security",
                "audit log and token status", _register_security)
     _add_group(commands, parent, words, "config",
                "read and edit the config file", _register_config)
-    doctor = _add_command(commands, "doctor", run_doctor, parent,
-                          "check this host: paths, keyring, credentials, "
-                          "TLS, proxies, audit log")
-    _format_option(doctor)
+    _add_group(commands, parent, words, "doctor",
+               "check this host: paths, keyring, credentials, TLS, proxies, "
+               "audit log", _register_doctor, run_doctor)
     return parser
 
 
@@ -4756,21 +5100,22 @@ def _write_audit(ctx, argv, command, status, code, started, elapsed):
         entries.append(entry)
     try:
         audit.append_many(entries, tls=snapshot, tls_entry=tls_entry)
-    except (OSError, YtError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) and (
-            exc.strerror) else str(exc)
+    except OSError as exc:
         log.warning(
             "the audit log %s was not written (%s); the command itself "
             "ran. Check the permissions and free space of %s",
-            audit.path, reason, os.path.dirname(audit.path),
+            audit.path, exc.strerror or exc, os.path.dirname(audit.path),
         )
+    except YtError as exc:
+        log.warning("the audit log was not written, but the command itself "
+                    "ran: %s", exc)
 
 
 def main(argv=None) -> int:
     """Run yt with argv (default sys.argv[1:]) and return the exit code."""
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv == ["--version"]:
-        # Answered before argparse is imported; the parser's --version
+        # Printed before argparse is imported; the parser's --version
         # action prints the same line in every other spelling.
         sys.stdout.write(f"yt {__version__}\n")
         return 0
@@ -4786,6 +5131,7 @@ def main(argv=None) -> int:
     _setup_logging(output, "--debug" in argv)
     started = utc_now()
     clock = time.monotonic()
+    handlers = _catch_termination()
     parser = build_parser(frozenset(argv))
     ctx = None
     command = _guess_command(argv)
@@ -4804,13 +5150,18 @@ def main(argv=None) -> int:
         output.color = output.color and not args.no_color
         output.err_color = output.err_color and not args.no_color
         ctx = Context(args, env, sys.stdin, output)
-        if args.group not in ("config", "doctor"):
-            # config and doctor stay usable, so a bad value can be fixed.
+        if args.group not in ("config", "doctor") and command != (
+            "auth logout"
+        ):
+            # These stay usable with bad settings, so that they can be
+            # fixed, diagnosed, or the token removed.
             ctx.settings.validate()
         code = args.handler(ctx, args)
         status = "success" if code == 0 else "error"
-    except KeyboardInterrupt:
-        status, code = "interrupted", 130
+    except (KeyboardInterrupt, _Terminated) as exc:
+        _ignore_interrupts()
+        status = "interrupted"
+        code = 143 if isinstance(exc, _Terminated) else 130
         output.stderr.write("\nyt: interrupted\n")
     except BrokenPipeError:
         # A reader such as head closed the pipe; that is not an error.
@@ -4819,7 +5170,8 @@ def main(argv=None) -> int:
     except YtError as exc:
         if not (isinstance(exc, UsageError) and str(exc).startswith(
                 "invalid arguments")):
-            log.error("%s", exc)
+            # Server text may contain line breaks; keep it to one line.
+            log.error("%s", " ".join(str(exc).split()))
         code = exc.exit_code
     except OSError as exc:
         where = f" {exc.filename}" if exc.filename else ""
@@ -4827,8 +5179,9 @@ def main(argv=None) -> int:
                   exc.strerror or exc, where)
         code = 1
     except Exception as exc:  # last resort: never show a raw traceback
-        log.error("internal error (%s: %s); rerun with --debug for details",
-                  type(exc).__name__, exc)
+        hint = "" if ctx is not None and ctx.debug else (
+            "; rerun with --debug for details")
+        log.error("internal error (%s: %s)%s", type(exc).__name__, exc, hint)
         if ctx is not None and ctx.debug:
             import traceback
 
@@ -4838,15 +5191,65 @@ def main(argv=None) -> int:
         if ctx is not None:
             ctx.close()
     elapsed = round((time.monotonic() - clock) * 1000)
+    _ignore_interrupts()
     try:
         _write_audit(ctx, argv, command, status, code, started, elapsed)
-    except KeyboardInterrupt:
-        code = 130
     except YtError as exc:
         log.warning("audit log not written: %s", exc)
+    finally:
+        _restore_signals(handlers)
     with contextlib.suppress(BrokenPipeError, OSError, ValueError):
         sys.stdout.flush()
     return code
+
+
+class _Terminated(Exception):
+    """Raised by the SIGTERM handler, so the command is audited; exit 143."""
+
+
+def _on_signal(signum, frame):
+    """Raise KeyboardInterrupt or _Terminated, once.
+
+    A terminal sends Ctrl-C to the whole process group, and the
+    PyInstaller bootloader forwards it too, so a second SIGINT often
+    follows the first.  Ignoring both signals before raising means the
+    second cannot cut short the handling of the first.
+    """
+    _ignore_interrupts()
+    import signal
+
+    if signum == signal.SIGTERM:
+        raise _Terminated()
+    raise KeyboardInterrupt()
+
+
+def _catch_termination() -> dict:
+    """Install _on_signal for SIGINT and SIGTERM; return the old handlers."""
+    import signal
+
+    handlers = {}
+    with contextlib.suppress(ValueError, AttributeError):
+        # ValueError: signals can be handled in the main thread only.
+        for number in (signal.SIGINT, signal.SIGTERM):
+            handlers[number] = signal.signal(number, _on_signal)
+    return handlers
+
+
+def _ignore_interrupts() -> None:
+    """Ignore SIGINT and SIGTERM while the audit entry is written."""
+    import signal
+
+    with contextlib.suppress(ValueError, AttributeError):
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+
+def _restore_signals(handlers: dict) -> None:
+    import signal
+
+    with contextlib.suppress(ValueError, TypeError):
+        for number, handler in handlers.items():
+            signal.signal(number, handler)
 
 
 def _silence_stdout() -> None:

@@ -135,7 +135,7 @@ def test_issues_list_limit(cli, api):
     assert request.query["$skip"] == ["0"]
 
 
-@pytest.mark.parametrize("limit", ["0", "-5"])
+@pytest.mark.parametrize("limit", ["-1", "-5"])
 def test_issues_list_invalid_limit(cli, api, limit):
     result = cli("issues", "list", "--limit", limit)
 

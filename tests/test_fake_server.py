@@ -12,6 +12,7 @@ import functools
 import http.client
 import ipaddress
 import json
+import os
 import selectors
 import socket
 import ssl
@@ -41,10 +42,12 @@ from fake_youtrack import (
 )
 
 FAKE_PATH = Path(__file__).with_name("fake_youtrack.py")
-OPENAPI_PATH = (
-    Path(__file__).resolve().parents[2]
-    / "shared"
-    / "reference"
+# JetBrains' OpenAPI description of the YouTrack REST API, which a
+# YouTrack server publishes at /api/openapi.json.  YT_OPENAPI_DOCUMENT
+# points at a copy; by default it is looked for beside the checkout.
+OPENAPI_PATH = Path(
+    os.environ.get("YT_OPENAPI_DOCUMENT")
+    or Path(__file__).resolve().parents[2] / "shared" / "reference"
     / "youtrack-openapi.json"
 )
 AUTH = {"Authorization": f"Bearer {DEFAULT_TOKEN}"}

@@ -465,7 +465,8 @@ def test_unexpected_json_shape(cli, api):
     result = cli("issues", "list")
 
     assert_one_error_line(result, 1)
-    assert "expected a JSON array from the server, got dict" in result.err
+    assert "expected a JSON array from the server, got an object" \
+        in result.err
 
 
 def test_unauthorized(cli, api):

@@ -12,16 +12,19 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import re
 from pathlib import Path
 
 import pytest
 from fake_youtrack import DEFAULT_TOKEN, parse_fields
 
-OPENAPI_PATH = (
-    Path(__file__).resolve().parents[2]
-    / "shared"
-    / "reference"
+# JetBrains' OpenAPI description of the YouTrack REST API, which a
+# YouTrack server publishes at /api/openapi.json.  YT_OPENAPI_DOCUMENT
+# points at a copy; by default it is looked for beside the checkout.
+OPENAPI_PATH = Path(
+    os.environ.get("YT_OPENAPI_DOCUMENT")
+    or Path(__file__).resolve().parents[2] / "shared" / "reference"
     / "youtrack-openapi.json"
 )
 SCHEMA_PREFIX = "#/components/schemas/"
