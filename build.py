@@ -11,7 +11,10 @@ that runs this script, installs packaging/requirements*.txt into it with
   with one line, and packaging/pyz_launcher.py picks a private extraction
   directory before shiv's bootstrap runs. Two builds from the same inputs
   are byte-identical.
-* ``yt``: a PyInstaller one-file executable for this host.
+* ``yt``: a PyInstaller one-file executable for this host. On Linux its
+  bootloader is rebuilt from the pinned PyInstaller sdist with
+  packaging/bootloader-noexec.patch, or is PyInstaller's stock one, with
+  a warning, when that build fails.
 * ``yt-stdlib.pyz``: yt.py alone, made with the stdlib zipapp module.
 * ``BUILDINFO`` and ``SHA256SUMS`` (``cd dist && sha256sum -c SHA256SUMS``).
 
@@ -26,6 +29,7 @@ import dataclasses
 import filecmp
 import hashlib
 import io
+import json
 import os
 import platform
 import re
@@ -34,6 +38,7 @@ import stat
 import struct
 import subprocess
 import sys
+import tarfile
 import tempfile
 import time
 import zipapp
@@ -60,6 +65,8 @@ TEST_REQUIREMENTS = PACKAGING / "requirements-test.txt"
 ALL_REQUIREMENTS = (RUNTIME_REQUIREMENTS, BUILD_REQUIREMENTS,
                     TEST_REQUIREMENTS)
 
+BOOTLOADER_SDIST = PACKAGING / "pyinstaller-sdist.txt"
+BOOTLOADER_PATCH = PACKAGING / "bootloader-noexec.patch"
 PYZ_MAIN = PACKAGING / "pyz_main.py"
 PYZ_LAUNCHER = PACKAGING / "pyz_launcher.py"
 TARGET_SENTINEL = "TARGET = None\n"
@@ -805,6 +812,193 @@ PYINSTALLER_OPTIONS = (
 )
 
 
+# The stock Linux bootloader extracts a one-file executable to $TMPDIR,
+# /tmp, /var/tmp or /usr/tmp, and on a noexec mount it then fails to load
+# libpython with a loader error. packaging/bootloader-noexec.patch makes it
+# skip noexec candidates and, when none is left, print one line naming
+# TMPDIR and exit 1. build.py builds that bootloader from the pinned
+# PyInstaller sdist and installs it into .venv's PyInstaller package.
+
+BOOTLOADER_QUERY = """\
+import base64, importlib.metadata, json
+import PyInstaller
+name = f"PyInstaller/bootloader/{PyInstaller.PLATFORM}/run"
+for file in importlib.metadata.distribution("pyinstaller").files or ():
+    if str(file) == name and file.hash is not None:
+        digest = base64.urlsafe_b64decode(file.hash.value + "==").hex()
+        print(json.dumps({"path": str(file.locate()), "sha256": digest,
+                          "platform": PyInstaller.PLATFORM}))
+        break
+"""
+
+
+class BootloaderBuildError(Exception):
+    """Failure to build the patched bootloader, with the cause as message."""
+
+
+def bootloader_sdist_pin() -> Pin:
+    """Return the sdist pin, checked against the pinned PyInstaller wheel."""
+    pins = read_pins(BOOTLOADER_SDIST)
+    wheel = [pin for pin in read_pins(BUILD_REQUIREMENTS)
+             if pin.key == "pyinstaller"]
+    if len(pins) != 1 or pins[0].key != "pyinstaller":
+        raise BuildError(f"{BOOTLOADER_SDIST.relative_to(ROOT)} must pin "
+                         "exactly one entry, pyinstaller==VERSION")
+    if not wheel or wheel[0].version != pins[0].version:
+        raise BuildError(
+            f"{BOOTLOADER_SDIST.relative_to(ROOT)} pins pyinstaller "
+            f"{pins[0].version} but {BUILD_REQUIREMENTS.relative_to(ROOT)} "
+            f"pins {wheel[0].version if wheel else 'none'}; pin the same "
+            "version in both"
+        )
+    if not set(pins[0].hashes) & set(wheel[0].hashes):
+        raise BuildError(
+            f"the hash in {BOOTLOADER_SDIST.relative_to(ROOT)} is not among "
+            f"the pyinstaller hashes in "
+            f"{BUILD_REQUIREMENTS.relative_to(ROOT)}"
+        )
+    return pins[0]
+
+
+def run_bootloader_step(command, *, step: str, log_path: Path,
+                        cwd=None, env=None) -> None:
+    """Run one bootloader build step, appending its output to log_path."""
+    command = [str(part) for part in command]
+    with log_path.open("a", encoding="utf-8") as log_file:
+        log_file.write(f"$ {' '.join(command)}\n")
+        log_file.flush()
+        try:
+            result = subprocess.run(
+                command, cwd=cwd, env=env, check=False, text=True,
+                stdout=log_file, stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL, timeout=600,
+            )
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            raise BootloaderBuildError(f"{step}: {exc}") from exc
+    if result.returncode != 0:
+        raise BootloaderBuildError(
+            f"{step} failed with exit code {result.returncode}")
+
+
+def fetch_bootloader_sdist(pin: Pin, wheelhouse: Path | None,
+                           directory: Path, log_path: Path) -> Path:
+    """Return the pinned sdist, from wheelhouse, cache or pip download."""
+    name = f"pyinstaller-{pin.version}.tar.gz"
+    expected = {value.split(":", 1)[1] for value in pin.hashes}
+    candidates = [directory / name]
+    if wheelhouse is not None:
+        candidates.insert(0, wheelhouse / name)
+    for path in candidates:
+        if path.is_file() and sha256_file(path) in expected:
+            return path
+    if wheelhouse is not None:
+        raise BootloaderBuildError(f"{name} is not in {wheelhouse}")
+    requirements = write_requirements([pin], directory / "sdist.txt")
+    # NOTE: pip prepares the sdist's metadata and so fetches and runs its
+    # build backend (hatchling), which no hash pins. --require-hashes
+    # checks only the sdist itself.
+    run_bootloader_step(
+        [sys.executable, "-m", "pip", "download", "--require-hashes",
+         "--no-deps", "--no-binary=:all:", "--no-input", "--dest",
+         directory, "-r", requirements],
+        step=f"pip download {name}", log_path=log_path,
+        env=pip_environment(None))
+    path = directory / name
+    if not path.is_file() or sha256_file(path) not in expected:
+        raise BootloaderBuildError(f"pip download wrote no pinned {name}")
+    return path
+
+
+def build_patched_bootloader(wheelhouse: Path | None,
+                             platform_name: str) -> Path:
+    """Build the patched bootloader, or return it from build/bootloader."""
+    pin = bootloader_sdist_pin()
+    directory = BUILD / "bootloader"
+    directory.mkdir(parents=True, exist_ok=True)
+    key = hashlib.sha256()
+    key.update(" ".join(pin.hashes).encode())
+    key.update(BOOTLOADER_PATCH.read_bytes())
+    key.update(platform_name.encode())
+    cached = directory / key.hexdigest()[:16] / "run"
+    if cached.is_file():
+        return cached
+
+    log_path = directory / "build.log"
+    log_path.write_text("", encoding="utf-8")
+    sdist = fetch_bootloader_sdist(pin, wheelhouse, directory, log_path)
+    source = directory / "source"
+    shutil.rmtree(source, ignore_errors=True)
+    source.mkdir()
+    with tarfile.open(sdist) as archive:
+        if hasattr(tarfile, "data_filter"):
+            archive.extractall(source, filter="data")
+        else:  # Python 3.9 to 3.11.3: the pinned sdist is trusted
+            archive.extractall(source)  # noqa: S202 (hash-checked)
+    tree = source / f"pyinstaller-{pin.version}"
+    run_bootloader_step(
+        ["patch", "-p1", "--forward", "--batch", "-i", BOOTLOADER_PATCH],
+        step=f"patch -p1 < {BOOTLOADER_PATCH.name}", log_path=log_path,
+        cwd=tree)
+    run_bootloader_step(
+        [sys.executable, "./waf", "all"], step="waf all",
+        log_path=log_path, cwd=tree / "bootloader")
+    built = tree / "PyInstaller" / "bootloader" / platform_name / "run"
+    if not built.is_file():
+        raise BootloaderBuildError(f"waf all wrote no {built}")
+    cached.parent.mkdir(exist_ok=True)
+    shutil.copy2(built, cached)
+    shutil.rmtree(source, ignore_errors=True)
+    return cached
+
+
+def install_file(source: Path, target: Path) -> None:
+    """Replace target with a copy of source, mode 0755, atomically."""
+    partial = target.with_name(target.name + ".partial")
+    shutil.copyfile(source, partial)
+    partial.chmod(0o755)
+    os.replace(partial, target)
+
+
+def choose_bootloader(python: Path, wheelhouse: Path | None) -> str:
+    """Install the patched or the stock bootloader into .venv.
+
+    Returns "patched" or "stock" for BUILDINFO. The stock file is kept
+    next to it as run.stock, checked against the wheel's RECORD hash, so
+    a later build that cannot compile the patch restores it.
+    """
+    if not sys.platform.startswith("linux"):
+        return "stock"
+    result = run([python, "-c", BOOTLOADER_QUERY],
+                 step="locating PyInstaller's bootloader")
+    if not result.stdout.strip():
+        raise BuildError("found no bootloader in the RECORD of .venv's "
+                         "pyinstaller; run `build.py clean --all`")
+    facts = json.loads(result.stdout)
+    installed = Path(facts["path"])
+    stock_copy = installed.with_name("run.stock")
+    if sha256_file(installed) == facts["sha256"]:
+        shutil.copy2(installed, stock_copy)
+    try:
+        patched = build_patched_bootloader(wheelhouse, facts["platform"])
+    except (BootloaderBuildError, OSError, tarfile.TarError) as exc:
+        print(f"build.py: warning: using PyInstaller's stock bootloader, "
+              f"which fails when /tmp is noexec, because building the "
+              f"patched one failed: {exc} (log: build/bootloader/build.log)",
+              file=sys.stderr, flush=True)
+        if sha256_file(installed) != facts["sha256"]:
+            if not (stock_copy.is_file()
+                    and sha256_file(stock_copy) == facts["sha256"]):
+                raise BuildError(
+                    f"{installed} is not PyInstaller's stock bootloader "
+                    "and no stock copy is left; run `build.py clean --all`"
+                ) from None
+            install_file(stock_copy, installed)
+        return "stock"
+    install_file(patched, installed)
+    log("installed the bootloader that skips noexec temporary directories")
+    return "patched"
+
+
 def build_exe(python: Path, output: Path) -> dict:
     """Build the PyInstaller one-file executable; return BUILDINFO facts."""
     log(f"running PyInstaller for {output.name}")
@@ -1060,6 +1254,7 @@ def command_build(args) -> int:
     facts.update({f"pyz_{key}": value for key, value in pyz_facts.items()})
     build_stdlib_pyz(dist / STDLIB_PYZ_NAME)
     if with_exe:
+        facts["exe_bootloader"] = choose_bootloader(python, args.wheelhouse)
         exe_facts = build_exe(python, dist / EXE_NAME)
         facts.update({f"exe_{key}": value
                       for key, value in exe_facts.items()})

@@ -644,22 +644,97 @@ def test_pyz_noexec_tmp_uses_home(yt_home, noexec_dir, fake_server):
                         fake_server)
 
 
-@needs_root
-def test_exe_noexec_tmp_needs_tmpdir(yt_home, noexec_dir, fake_server,
-                                     tmp_path):
-    """The one-file executable unpacks into $TMPDIR and runs from there.
+# Run the rest of the arguments after "--" in a private mount namespace
+# in which each directory before "--" is bind-mounted onto itself noexec.
+# The bind mount keeps the directory's files, such as the yt home under
+# pytest's tmp_path, and hides the change from the rest of the system.
+NOEXEC_NAMESPACE_SCRIPT = """\
+mount --make-rprivate / || exit 97
+while [ "$1" != -- ]; do
+    mount --bind "$1" "$1" || exit 97
+    mount -o remount,bind,noexec "$1" || exit 97
+    shift
+done
+shift
+exec "$@"
+"""
+NOEXEC_SETUP_FAILED = 97
 
-    With TMPDIR on a noexec mount it cannot start; TMPDIR pointing at a
-    private directory that allows executables is the documented fix.
+
+def run_with_noexec(dirs, command, env) -> subprocess.CompletedProcess:
+    """Run ``command`` as root with each of ``dirs`` mounted noexec."""
+    if shutil.which("unshare") is None:
+        pytest.skip("unshare not found (util-linux)")
+    result = run(["unshare", "--mount", "sh", "-c",
+                  NOEXEC_NAMESPACE_SCRIPT, "sh", *dirs, "--", *command],
+                 env)
+    if result.returncode == NOEXEC_SETUP_FAILED:
+        skip_or_fail("cannot bind-mount noexec in a new mount namespace: "
+                     + result.stderr.strip(), required=REQUIRE_ARTIFACTS)
+    return result
+
+
+def is_noexec(path: str) -> bool:
+    return bool(os.statvfs(path).f_flag & os.ST_NOEXEC)
+
+
+def require_patched_bootloader() -> Path:
+    """Return dist/yt, built with the bootloader that skips noexec dirs."""
+    exe = require_artifact(build.EXE_NAME)
+    info = require_artifact(build.BUILDINFO_NAME).read_text("utf-8")
+    if "exe_bootloader=patched" not in info.splitlines():
+        skip_or_fail(f"{exe} was built with PyInstaller's stock bootloader "
+                     "(build.py could not build the patched one)",
+                     required=REQUIRE_ARTIFACTS)
+    for directory in ("/tmp", "/var/tmp"):
+        if Path(directory) in exe.resolve().parents:
+            pytest.skip(f"{exe} is below {directory}, which the test "
+                        "mounts noexec")
+    return exe
+
+
+@needs_root
+def test_exe_noexec_tmp_falls_back(yt_home, noexec_dir, fake_server):
+    """The executable skips TMPDIR and /tmp on noexec mounts.
+
+    It unpacks into the next candidate, /var/tmp, and runs.
     """
-    runner = make_runner("exe")
+    exe = require_patched_bootloader()
+    if is_noexec("/var/tmp"):
+        pytest.skip("/var/tmp is mounted noexec on this host")
     env = server_env(yt_home, fake_server, TMPDIR=str(noexec_dir))
-    failed = run(runner.command("--version"), env)
-    assert failed.returncode != 0
+    env.pop("TEMP", None)
+    env.pop("TMP", None)
+    result = run_with_noexec(["/tmp"], [exe, "issues", "list"], env)
+    assert_lists_issues(result, fake_server)
+
+
+@needs_root
+def test_exe_noexec_everywhere_names_tmpdir(yt_home, noexec_dir,
+                                           fake_server, tmp_path):
+    """With every candidate noexec, yt exits 1 with one line on TMPDIR.
+
+    TMPDIR pointing at a private directory on an exec mount is the fix
+    that line names.
+    """
+    exe = require_patched_bootloader()
+    env = server_env(yt_home, fake_server, TMPDIR=str(noexec_dir))
+    env.pop("TEMP", None)
+    env.pop("TMP", None)
+    dirs = [path for path in ("/tmp", "/var/tmp", "/usr/tmp")
+            if Path(path).is_dir() and not Path(path).is_symlink()]
+    failed = run_with_noexec(dirs, [exe, "--version"], env)
+    assert failed.returncode == 1, failed.stderr
+    assert failed.stdout == ""
+    lines = failed.stderr.splitlines()
+    assert len(lines) == 1, failed.stderr
+    assert lines[0].startswith("yt: error: ")
+    assert "TMPDIR=" in lines[0]
+    assert f"({noexec_dir} is mounted noexec)" in lines[0]
+
     private_tmp = tmp_path / "exec-tmp"
     private_tmp.mkdir(mode=0o700)
     env["TMPDIR"] = str(private_tmp)
-    assert_lists_issues(run(runner.command("issues", "list"), env),
-                        fake_server)
+    assert_lists_issues(run([exe, "issues", "list"], env), fake_server)
     # PyInstaller removes its _MEI directory when the program exits.
     assert list(private_tmp.iterdir()) == []
