@@ -17,9 +17,8 @@ from __future__ import annotations
 
 # Start-up time matters for a command-line tool, so argparse, base64,
 # hashlib, hmac, json, logging, secrets and threading are imported in the
-# functions that use them; docs/benchmarks.md has the figures.  _thread
-# is built into the interpreter and gives the lock that threading.Lock
-# returns.
+# functions that use them.  docs/benchmarks.md has the figures.  _thread
+# is built into the interpreter and gives the same lock as threading.Lock.
 import _thread
 import contextlib
 import datetime as dt
@@ -65,10 +64,11 @@ IS_WINDOWS = os.name == "nt"
 class _Logger:
     """Stand-in for the "yt" logging.Logger that imports logging when used.
 
-    Importing logging costs about as much as the rest of yt's start-up,
-    and most commands log nothing.  main() passes its handler to
-    configure(); the first other attribute looked up creates the real
-    logger with that handler, and every attribute then comes from it.
+    Importing logging (with traceback, string and threading) took about a
+    fifth of the time yt took to import, and most commands log nothing.
+    main() passes its handler to configure().  The first other attribute
+    looked up creates the real logger with that handler, and every
+    attribute then comes from it.
     """
 
     def __init__(self):
@@ -613,12 +613,15 @@ _MASK_PATTERN = _LazyPattern(
     r"|(?P<perm>perm[:-][\w.~+/=:-]*)"
     r"|(?P<jwt>eyj[\w.-]*)"
 )
-# Every alternative of _MASK_PATTERN starts with one of these literals.  A
-# plain alternation of literals lets re skip ahead by first character, so
-# text without any of them is scanned at tens of MB/s.
+# Every alternative of _MASK_PATTERN starts with one of these literals.  An
+# alternation of literals lets re skip ahead by first character, so text
+# without any of them is scanned at tens of MB/s.  The literals are grouped
+# by first letter, so that each position tries one branch: that made the
+# scan about a third faster.  No literal is a prefix of another, so the
+# grouping matches exactly what the plain list of literals would.
 _MASK_TRIGGER = _LazyPattern(
-    r"://|--|token|passw|passphrase|secret|api|authorization|private"
-    r"|access|cookie|credentials|bearer|perm|eyj"
+    r"://|--|token|p(?:ass(?:w|phrase)|rivate|erm)|secret"
+    r"|a(?:pi|uthorization|ccess)|c(?:ookie|redentials)|bearer|eyj"
 )
 _JSON_LITERAL = _LazyPattern(r'null|true|false|""|-?\d+(?:\.\d+)?')
 
@@ -691,10 +694,9 @@ class SecretRegistry:
     def __init__(self):
         self._values = set()
         # Every value with its URL-encoded and JSON-escaped forms, longest
-        # first.  replace() builds it after a change, so that main() can
-        # register secrets without importing urllib.parse and json, and
-        # so that replace(), which runs on every line yt prints, neither
-        # locks nor sorts.
+        # first.  replace() builds it after a change, so main() registers
+        # secrets without importing urllib.parse and json.  replace() runs
+        # on every line yt prints, and this way it neither locks nor sorts.
         self._forms = ()
         self._lock = _thread.allocate_lock()
 
@@ -1129,7 +1131,9 @@ def _chain_entry(raw: bytes):
         return None
     if not isinstance(entry, dict) or not isinstance(entry.get("seq"), int):
         return None
-    return entry if isinstance(entry.get("mac"), str) else None
+    # The mac is the next entry's prev, which is hashed as ASCII.
+    mac = entry.get("mac")
+    return entry if isinstance(mac, str) and mac.isascii() else None
 
 
 def _follows_state(last: dict, state: dict) -> bool:
@@ -1175,7 +1179,8 @@ def _split_raw_line(raw: bytes):
     if not raw.endswith(b"\n"):
         return None, None, "torn last line (an interrupted write)"
     parts = _split_line(raw[:-1].decode("utf-8", "replace"))
-    if parts is None:
+    # hmac.compare_digest rejects a str with non-ASCII characters.
+    if parts is None or not parts[1].isascii():
         return None, None, "line is not an audit entry"
     return parts[0], parts[1], None
 

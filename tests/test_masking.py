@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 import urllib.parse
 
 import pytest
@@ -503,37 +502,14 @@ ADVERSARIAL = {
 }
 
 
-def _cpu_time_per_call(text: str, repeats: int = 2) -> float:
-    """Return the least CPU seconds one mask(text) call took.
-
-    CPU time of this process leaves out the time other processes hold
-    the CPU, and calls are batched to at least 0.05 s, so a fast call is
-    measured over several runs.
-    """
-    best = float("inf")
-    for _ in range(repeats):
-        calls = 0
-        start = time.process_time()
-        while True:
-            yt.mask(text)
-            calls += 1
-            elapsed = time.process_time() - start
-            if elapsed >= 0.05:
-                break
-        best = min(best, elapsed / calls)
-    return best
-
-
 @pytest.mark.parametrize("name", sorted(ADVERSARIAL))
-def test_mask_linear_time(name):
-    build = ADVERSARIAL[name]
-    small, large = build(500_000), build(1_000_000)
-    # Doubling the input doubles a linear time and quadruples a quadratic
-    # one.  The machine may be busy, so a high ratio is measured again
-    # before it counts.
-    ratios = []
-    for _ in range(3):
-        ratios.append(_cpu_time_per_call(large) / _cpu_time_per_call(small))
-        if ratios[-1] < 3.0:
-            break
-    assert min(ratios) < 3.0, ratios
+def test_mask_adversarial_input(name):
+    # Time is measured by benchmarks/run.py, which checks that these
+    # inputs take linear time; here they must mask correctly.
+    text = ADVERSARIAL[name](200_000)
+
+    masked = yt.mask(text)
+
+    assert yt.mask(masked) == masked
+    if name == "secret_value":
+        assert masked == "token=***MASKED***"
