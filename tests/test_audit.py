@@ -1061,3 +1061,35 @@ def test_audit_full_disk(cli, yt_home, tiny_data_dir):
     assert result.code == 0, result.err
     entries = read_entries(yt_home)
     assert [e["seq"] for e in entries] == list(range(1, len(entries) + 1))
+
+
+# --------------------------------------------------- malformed mac fields
+
+
+def test_verify_first_prev_not_string(cli, yt_home, six_entries):
+    lines = list(six_entries)
+    first = json.loads(lines[0])
+    first["prev"] = 12345
+    lines[0] = (canonical(first) + "\n").encode()
+    write_lines(yt_home, lines)
+
+    result = verify(cli)
+
+    assert result.code == 6
+    assert "failed verification" in result.err
+    assert "Traceback" not in result.err
+
+
+def test_non_ascii_mac_last_line(cli, yt_home, six_entries):
+    lines = list(six_entries)
+    lines[-1] = lines[-1][:-4] + 'é"}\n'.encode()
+    write_lines(yt_home, lines)
+
+    verified = verify(cli)
+    appended = cli(*STATUS, env=ENV)
+
+    assert verified.code == 6
+    assert "Traceback" not in verified.err
+    assert appended.code == 0
+    assert "Traceback" not in appended.err
+    assert "audit log was not written" in appended.err
