@@ -1072,7 +1072,7 @@ def _now_iso(moment=None) -> str:
 
 # ##### Audit log #########################################################
 #
-# audit.jsonl holds one JSON object per line.  Each line is the canonical
+# audit.jsonl contains one JSON object per line.  Each line is the canonical
 # JSON of the entry (sorted keys, no spaces) with ,"mac":"..." spliced in
 # before the closing brace; mac = HMAC-SHA256(key, prev + "\n" + body),
 # where body is the canonical JSON without mac and prev is the mac of the
@@ -1742,7 +1742,7 @@ def _unb64(text) -> bytes:
 class EncryptedFileStore:
     """AES-256-GCM credential file in the data directory.
 
-    The file holds one encrypted entry per base URL.  Its key comes from a
+    The file contains one encrypted entry per base URL.  Its key comes from a
     random key file in the config directory, or from scrypt over a
     passphrase (YT_CREDENTIAL_PASSPHRASE or a prompt); the key is never
     stored beside the ciphertext.  The associated data binds each entry to
@@ -2744,7 +2744,7 @@ class Transport:
         data = b"".join(chunks)
         if raw.length:
             # read1 returns b"" when the server closes early, where read
-            # would raise; the remaining Content-Length tells the two apart.
+            # would raise; the remaining Content-Length distinguishes the two.
             import http.client
 
             raise http.client.IncompleteRead(data, raw.length)
@@ -3684,7 +3684,7 @@ class Context:
         if token:
             # A login that stores in the keyring removes the file's entry,
             # so both exist only when the last login could not reach the
-            # keyring: the file holds the newer token.
+            # keyring, and then the file has the newer token.
             log.warning(
                 "the keyring contains an older token for %s than the "
                 "encrypted file; using the file's. Run yt auth login while "

@@ -313,6 +313,32 @@ def server():
 
 
 @pytest.fixture
+def api(server, yt_home, monkeypatch):
+    """The fake server, with YOUTRACK_BASE_URL and YOUTRACK_TOKEN set."""
+    from fake_youtrack import DEFAULT_TOKEN
+
+    monkeypatch.setenv("YOUTRACK_BASE_URL", server.url)
+    monkeypatch.setenv("YOUTRACK_TOKEN", DEFAULT_TOKEN)
+    return server
+
+
+@pytest.fixture
+def sleeps(monkeypatch):
+    """Record the retry delays of every Transport instead of sleeping."""
+    import yt
+
+    delays = []
+    original_init = yt.Transport.__init__
+
+    def init(self, *args, **kwargs):
+        kwargs["sleep"] = delays.append
+        original_init(self, *args, **kwargs)
+
+    monkeypatch.setattr(yt.Transport, "__init__", init)
+    return delays
+
+
+@pytest.fixture
 def tls_server(tls_certs):
     """Start HTTPS FakeYouTrack servers: ``tls_server(kind="valid")``.
 

@@ -22,14 +22,6 @@ ISSUE_HEADER = ["ID", "STATE", "PRIORITY", "ASSIGNEE", "SUMMARY"]
 FIELD_NAMES = "Assignee, Estimation, Priority, State, Story points"
 
 
-@pytest.fixture
-def api(server, yt_home, monkeypatch):
-    """The fake server, with YOUTRACK_BASE_URL and YOUTRACK_TOKEN set."""
-    monkeypatch.setenv("YOUTRACK_BASE_URL", server.url)
-    monkeypatch.setenv("YOUTRACK_TOKEN", DEFAULT_TOKEN)
-    return server
-
-
 def api_requests(server, method=None, path=None) -> list:
     """Return the recorded requests, optionally of one method and path."""
     return [

@@ -37,28 +37,6 @@ PASSPHRASE = "Correct-Horse-Battery-Staple-42"
 UNUSED_URL = "http://127.0.0.1:9"
 
 
-@pytest.fixture
-def api(server, yt_home, monkeypatch):
-    """The fake server, with YOUTRACK_BASE_URL and YOUTRACK_TOKEN set."""
-    monkeypatch.setenv("YOUTRACK_BASE_URL", server.url)
-    monkeypatch.setenv("YOUTRACK_TOKEN", DEFAULT_TOKEN)
-    return server
-
-
-@pytest.fixture
-def sleeps(monkeypatch):
-    """Record the retry delays of every Transport instead of sleeping."""
-    delays = []
-    original_init = yt.Transport.__init__
-
-    def init(self, *args, **kwargs):
-        kwargs["sleep"] = delays.append
-        original_init(self, *args, **kwargs)
-
-    monkeypatch.setattr(yt.Transport, "__init__", init)
-    return delays
-
-
 def assert_one_error(result, code, *fragments):
     """Check the exit code, one 'yt: error:' line and its key text."""
     assert result.code == code, result.err

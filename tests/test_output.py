@@ -32,14 +32,6 @@ SSL_WARNING = (
 ESC = "\x1b"
 
 
-@pytest.fixture
-def api(server, yt_home, monkeypatch):
-    """The fake server, with YOUTRACK_BASE_URL and YOUTRACK_TOKEN set."""
-    monkeypatch.setenv("YOUTRACK_BASE_URL", server.url)
-    monkeypatch.setenv("YOUTRACK_TOKEN", DEFAULT_TOKEN)
-    return server
-
-
 def _open_pty(columns: int):
     controller, terminal = os.openpty()
     size = struct.pack("HHHH", 24, columns, 0, 0)
