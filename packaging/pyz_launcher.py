@@ -16,20 +16,23 @@ safe before handing over:
 * Each run holds a shared ``flock`` on ``.<name>_<build id>_inuse`` while
   it runs. Extractions of other builds of the same archive name whose lock
   is free are removed, so upgrades do not pile up old copies.
+* When this build is already extracted and neither ``environment.json``
+  nor a ``SHIV_*`` variable asks for more than running ``yt:main``, the
+  launcher adds the extracted site-packages to ``sys.path`` and calls
+  ``yt.main()`` itself, as shiv's bootstrap would. That skips importing
+  the bootstrap, which costs more than the rest of a warm start. The
+  checks above run either way.
+
+Modules that only a first run or an error needs (shiv's bootstrap,
+zipfile, shutil, tempfile) are imported where they are used.
 """
 
 import contextlib
+import json
 import os
 import re
-import shutil
 import stat
 import sys
-import tempfile
-import zipfile
-from pathlib import Path
-
-import _bootstrap
-from _bootstrap.environment import Environment
 
 try:
     import fcntl
@@ -43,6 +46,19 @@ FIX = (
 )
 
 
+# Settings environment.json must contain for the launcher to run yt:main
+# itself. Any other value goes through shiv's bootstrap.
+PLAIN_BUILD = {
+    "always_write_cache": False,
+    "entry_point": "yt:main",
+    "extend_pythonpath": False,
+    "no_modify": False,
+    "preamble": None,
+    "prepend_pythonpath": None,
+    "script": None,
+}
+
+
 class LauncherError(Exception):
     """Raised when no safe extraction directory can be used."""
 
@@ -53,19 +69,25 @@ def main():
     try:
         try:
             root, temporary = choose_root()
-            os.environ[SHIV_ROOT] = str(root)
-            prepare_extraction(archive, root)
+            os.environ[SHIV_ROOT] = root
+            site_packages = prepare_extraction(archive, root)
         except OSError as exc:
             raise LauncherError(
                 "cannot unpack " + archive + " into " + str(root) + " ("
                 + str(exc) + "); " + FIX
             ) from exc
+        if site_packages is not None:
+            run_extracted(site_packages)
+        import _bootstrap
+
         _bootstrap.bootstrap()
     except LauncherError as exc:
         sys.stderr.write("yt.pyz: error: " + str(exc) + "\n")
         sys.exit(1)
     finally:
         if temporary is not None:
+            import shutil
+
             shutil.rmtree(temporary, ignore_errors=True)
 
 
@@ -76,7 +98,11 @@ def choose_root():
     """Return (root, temporary dir to delete at exit or None)."""
     explicit = os.environ.get(SHIV_ROOT)
     if explicit:
-        path = Path(explicit).expanduser()
+        path = os.path.expanduser(explicit)
+        if path.startswith("~"):
+            raise LauncherError(
+                "SHIV_ROOT=" + explicit + " names an unknown home "
+                "directory; " + FIX)
         problem = private_dir_problem(path, create_parents=True)
         if problem:
             raise LauncherError(
@@ -85,8 +111,11 @@ def choose_root():
     for path in default_roots():
         if private_dir_problem(path) is None:
             return path, None
+    import shutil
+    import tempfile
+
     try:
-        path = Path(tempfile.mkdtemp(prefix="yt-pyz-"))
+        path = tempfile.mkdtemp(prefix="yt-pyz-")
     except OSError as exc:
         raise LauncherError(
             "no private directory to unpack into (home: unusable, "
@@ -96,17 +125,18 @@ def choose_root():
         shutil.rmtree(path, ignore_errors=True)
         raise LauncherError(
             "the home directory is unusable and the temporary directory "
-            + str(path.parent) + " is mounted noexec; " + FIX
+            + os.path.dirname(path) + " is mounted noexec; " + FIX
         )
     return path, path
 
 
 def default_roots():
-    with contextlib.suppress(RuntimeError, KeyError):
-        yield Path.home() / ".shiv"
+    home = os.path.expanduser("~")
+    if home != "~":
+        yield os.path.join(home, ".shiv")
     runtime_dir = os.environ.get("XDG_RUNTIME_DIR")
     if runtime_dir and os.path.isabs(runtime_dir):
-        yield Path(runtime_dir) / "yt-pyz"
+        yield os.path.join(runtime_dir, "yt-pyz")
 
 
 def private_dir_problem(path, create_parents=False):
@@ -131,7 +161,7 @@ def private_dir_problem(path, create_parents=False):
     if info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
         return (
             "is writable by group or others (fix: chmod go-w "
-            + str(path) + ")"
+            + path + ")"
         )
     if not os.access(path, os.W_OK | os.X_OK):
         return "is not writable"
@@ -156,27 +186,83 @@ def prepare_extraction(archive, root):
 
     The shared lock taken here stays held until the process exits, which
     keeps other yt.pyz runs from deleting this extraction while it is in
-    use.
+    use. Return the site-packages directory when the launcher may run
+    yt:main from it itself, else None.
     """
     if fcntl is None:
-        return
+        return None
+    resolved = os.path.realpath(archive)
+    name = os.path.basename(resolved)
+    settings = json.loads(read_environment(archive, resolved))
+    build_id = settings["build_id"]
+    extraction = name + "_" + build_id
+    target = os.path.join(root, extraction)
+    site_packages = os.path.join(target, "site-packages")
+    hold_in_use_lock(root, extraction)
+    plain = all(settings.get(key) == value
+                for key, value in PLAIN_BUILD.items()) and not any(
+        key.startswith("SHIV_") and key != SHIV_ROOT for key in os.environ)
+    if not plain or not os.path.exists(site_packages):
+        import zipfile
+        from pathlib import Path
+
+        import _bootstrap
+        from _bootstrap.environment import Environment
+
+        with zipfile.ZipFile(archive) as bundle:
+            env = Environment.from_json(
+                bundle.read("environment.json").decode())
+            if env.force_extract or not os.path.exists(site_packages):
+                _bootstrap.extract_site_packages(
+                    bundle, Path(target), env.compile_pyc,
+                    env.compile_workers, env.force_extract,
+                )
+        # Extracted once above; keep shiv's bootstrap from doing it again.
+        os.environ.pop(Environment.FORCE_EXTRACT, None)
+    remove_old_builds(root, name, build_id)
+    return site_packages if plain else None
+
+
+def read_environment(archive, resolved):
+    """Return environment.json of ``archive``, from the zip import cache.
+
+    Python reads the archive's table of contents to import this module,
+    so asking its zipimporter is cheaper than opening the archive again.
+    """
+    loader = globals().get("__loader__")
+    with contextlib.suppress(OSError, AttributeError, TypeError):
+        if os.path.realpath(loader.archive) == resolved:
+            return loader.get_data("environment.json").decode()
+    import zipfile
+
     with zipfile.ZipFile(archive) as bundle:
-        env = Environment.from_json(bundle.read("environment.json").decode())
-        name = Path(bundle.filename).resolve().name
-        target = root / (name + "_" + env.build_id)
-        hold_in_use_lock(root, target.name)
-        if env.force_extract or not (target / "site-packages").exists():
-            _bootstrap.extract_site_packages(
-                bundle, target, env.compile_pyc, env.compile_workers,
-                env.force_extract,
-            )
-    # Extracted once above; keep shiv's bootstrap from doing it again.
-    os.environ.pop(Environment.FORCE_EXTRACT, None)
-    remove_old_builds(root, name, env.build_id)
+        return bundle.read("environment.json").decode()
+
+
+def run_extracted(site_packages):
+    """Run yt:main from ``site_packages`` as shiv's bootstrap does."""
+    import site
+
+    length = len(sys.path)
+    index = first_sitedir_index() or length
+    # addsitedir also processes .pth files, as in shiv.
+    site.addsitedir(site_packages)
+    sys.path = sys.path[:index] + sys.path[length:] + sys.path[index:length]
+    import yt
+
+    sys.exit(yt.main())
+
+
+def first_sitedir_index():
+    for index, part in enumerate(sys.path):
+        base = os.path.basename(os.path.normpath(part))
+        if os.path.splitext(base)[0] in ("site-packages", "dist-packages"):
+            return index
+    return None
 
 
 def in_use_path(root, extraction):
-    return root / ("." + extraction + "_inuse")
+    return os.path.join(root, "." + extraction + "_inuse")
 
 
 def hold_in_use_lock(root, extraction):
@@ -225,10 +311,13 @@ def remove_unused_build(root, extraction):
             return  # in use
         if not same_file(fd, path):
             return
-        shutil.rmtree(root / extraction, ignore_errors=True)
-        shutil.rmtree(root / (extraction + ".tmp"), ignore_errors=True)
+        import shutil
+
+        target = os.path.join(root, extraction)
+        shutil.rmtree(target, ignore_errors=True)
+        shutil.rmtree(target + ".tmp", ignore_errors=True)
         with contextlib.suppress(OSError):
-            os.unlink(root / ("." + extraction + "_lock"))
+            os.unlink(os.path.join(root, "." + extraction + "_lock"))
         with contextlib.suppress(OSError):
             os.unlink(path)
     finally:

@@ -6,11 +6,12 @@ It checks that this interpreter can load the bundled binary wheels before
 anything else is imported, so an unsupported Python prints one line and
 exits 1 instead of showing an ImportError traceback. The syntax stays valid
 for Python 2.7 and early Python 3 for the same reason: the check must run
-on the interpreters it rejects.
+on the interpreters it rejects. The module ``platform`` is imported only
+where ``sys`` and ``os`` do not tell enough (macOS versions, messages), as
+importing it costs more than the rest of the check.
 """
 
 import os
-import platform
 import sys
 
 # build.py replaces the next line with the target of this build: the
@@ -44,6 +45,8 @@ def _libc_matches(libc):
             return False
         return name == "glibc" and _version_tuple(version) >= floor
     if kind == "macos":
+        import platform
+
         return _version_tuple(platform.mac_ver()[0]) >= floor
     return False
 
@@ -63,7 +66,28 @@ def _describe_target(target):
     return text
 
 
+def _implementation():
+    implementation = getattr(sys, "implementation", None)
+    if implementation is None:  # before Python 3.3
+        import platform
+
+        return platform.python_implementation()
+    return {"cpython": "CPython", "pypy": "PyPy"}.get(
+        implementation.name, implementation.name)
+
+
+def _machine():
+    try:
+        return os.uname()[4]
+    except AttributeError:  # Windows
+        import platform
+
+        return platform.machine()
+
+
 def _describe_interpreter():
+    import platform
+
     text = "%s %s on %s %s" % (
         platform.python_implementation(),
         platform.python_version(),
@@ -82,11 +106,11 @@ def _describe_interpreter():
 
 def _check_interpreter(target):
     supported = (
-        platform.python_implementation() == "CPython"
+        _implementation() == "CPython"
         and tuple(sys.version_info[:2]) in target["pythons"]
         and tuple(sys.version_info[:3]) >= target["floor"]
         and sys.platform == target["sys_platform"]
-        and platform.machine() in target["machines"]
+        and _machine() in target["machines"]
         and _libc_matches(target["libc"])
     )
     if not supported:
