@@ -17,6 +17,12 @@ import types
 import urllib.parse
 
 import pytest
+from credential_helpers import (
+    config_values,
+    encrypted_store,
+    encrypted_tokens,
+    login,
+)
 from fake_youtrack import DEFAULT_TOKEN
 
 import yt
@@ -75,33 +81,6 @@ def memory_keyring(yt_home, monkeypatch):
 def no_backoff(monkeypatch):
     """Retry failed GET requests at once instead of after 0.5, 1, 2 s."""
     monkeypatch.setattr(yt, "_backoff", lambda attempt: 0.0)
-
-
-def login(cli, server, token=DEFAULT_TOKEN, *args, env=None):
-    """Run ``yt auth login --token-stdin`` for the fake server."""
-    return cli(
-        "auth", "login", "--base-url", server.url, "--token-stdin", *args,
-        input=token + "\n", env=env,
-    )
-
-
-def encrypted_store(yt_home):
-    return yt.EncryptedFileStore(
-        str(yt_home.data_dir), str(yt_home.config_dir)
-    )
-
-
-def encrypted_tokens(yt_home) -> dict:
-    """Return {base URL: token} decrypted from credentials.enc."""
-    entries = encrypted_store(yt_home).read_all()
-    return {url: value["token"] for url, value in entries.items()}
-
-
-def config_values(yt_home) -> dict:
-    path = yt_home.config_dir / ".env"
-    if not path.exists():
-        return {}
-    return yt.parse_config_text(path.read_text(), str(path))
 
 
 def write_config(yt_home, text: str) -> None:

@@ -16,6 +16,12 @@ import threading
 import time
 
 import pytest
+from credential_helpers import (
+    config_values,
+    encrypted_store,
+    encrypted_tokens,
+    login,
+)
 from fake_youtrack import DEFAULT_TOKEN
 
 import yt
@@ -28,32 +34,6 @@ SLACK = 5.0
 
 
 # ---------------------------------------------------------------- helpers
-
-
-def login(cli, server, token=DEFAULT_TOKEN, *args, env=None):
-    """Run ``yt auth login --token-stdin`` for the fake server."""
-    return cli(
-        "auth", "login", "--base-url", server.url, "--token-stdin", *args,
-        input=token + "\n", env=env,
-    )
-
-
-def encrypted_store(yt_home):
-    return yt.EncryptedFileStore(
-        str(yt_home.data_dir), str(yt_home.config_dir)
-    )
-
-
-def encrypted_tokens(yt_home) -> dict:
-    entries = encrypted_store(yt_home).read_all()
-    return {url: value["token"] for url, value in entries.items()}
-
-
-def config_values(yt_home) -> dict:
-    path = yt_home.config_dir / ".env"
-    if not path.exists():
-        return {}
-    return yt.parse_config_text(path.read_text(), str(path))
 
 
 def plant_in_keyring(base_url: str, token: str) -> None:
