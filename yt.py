@@ -1,10 +1,11 @@
 #!/usr/bin/env python3
 """yt: a command-line client for JetBrains YouTrack for locked-down hosts.
 
-Every command is recorded in an HMAC-chained audit log, credentials are
-kept in the system keyring or an AES-256-GCM encrypted file, token expiry
-is checked, disabled TLS verification is warned about and recorded, and
-everything printed or logged passes through one masking function.
+Every command is recorded in an HMAC-chained audit log.  Credentials are
+kept in the system keyring or an AES-256-GCM encrypted file, and token
+expiry is checked.  Disabled TLS verification is warned about and
+recorded, and everything printed or logged passes through one masking
+function.
 
 The module needs only the standard library for most commands.  The two
 optional dependencies, ``cryptography`` (encrypted credential file) and
@@ -1742,12 +1743,12 @@ def _unb64(text) -> bytes:
 class EncryptedFileStore:
     """AES-256-GCM credential file in the data directory.
 
-    The file contains one encrypted entry per base URL.  Its key comes from a
-    random key file in the config directory, or from scrypt over a
-    passphrase (YT_CREDENTIAL_PASSPHRASE or a prompt); the key is never
-    stored beside the ciphertext.  The associated data binds each entry to
-    the file format, its version, the key derivation and the base URL, so
-    an entry moved to another URL or format fails authentication.
+    The file contains one encrypted entry per base URL.  Its key comes from
+    a random key file in the config directory, or from scrypt over a
+    passphrase (YT_CREDENTIAL_PASSPHRASE or a prompt).  Either way the key
+    is never stored beside the ciphertext.  The associated data binds each
+    entry to the file format, its version, the key derivation and the base
+    URL, so an entry moved to another URL or format fails authentication.
     """
 
     name = "encrypted file"

@@ -13,7 +13,7 @@ safe before handing over:
   is used, created with mode 0700 and checked the same way. With neither (a
   read-only or missing home), a fresh ``tempfile.mkdtemp`` directory is
   used for this run only and removed at exit.
-* Each run holds a shared ``flock`` on ``.<name>_<build id>_inuse`` while
+* Each run takes a shared ``flock`` on ``.<name>_<build id>_inuse`` while
   it runs. Extractions of other builds of the same archive name whose lock
   is free are removed, so upgrades do not pile up old copies.
 * When this build is already extracted and neither ``environment.json``
