@@ -214,6 +214,17 @@ class MissingDependencyError(YtError):
     """Raised when an optional package this build lacks is needed."""
 
 
+def _importable(name: str) -> bool:
+    """Import module name if possible; return whether that worked."""
+    import importlib
+
+    try:
+        importlib.import_module(name)
+    except ImportError:
+        return False
+    return True
+
+
 def require_module(name: str, purpose: str):
     """Import an optional dependency or raise MissingDependencyError."""
     import importlib
@@ -1105,21 +1116,16 @@ class _EntryMac:
         self._keyed = hmac.new(key, digestmod="sha256")
 
     def __call__(self, prev: str, body: str) -> str:
+        return self.of_bytes(prev.encode("ascii"), body.encode("utf-8"))
+
+    def of_bytes(self, prev: bytes, body: bytes) -> str:
         mac = self._keyed.copy()
-        mac.update(prev.encode("ascii") + b"\n" + body.encode("utf-8"))
+        mac.update(prev + b"\n" + body)
         return mac.hexdigest()
 
 
 def _entry_mac(key: bytes, prev: str, body: str) -> str:
     return _EntryMac(key)(prev, body)
-
-
-def _split_line(line: str):
-    """Split a log line into (body, mac), or None if it has no mac."""
-    index = line.rfind(_MAC_MARKER)
-    if index < 0 or not line.endswith('"}'):
-        return None
-    return line[:index] + "}", line[index + len(_MAC_MARKER): -2]
 
 
 def _chain_entry(raw: bytes):
@@ -1175,18 +1181,18 @@ def _recovery_problem(entry: dict):
 _VERIFY_BATCH = 256
 
 
-def _split_raw_line(raw: bytes):
-    """Return (body, mac, problem) for one line read from the log."""
+def _ascii(value):
+    return None if value is None else value.decode("ascii")
+
+
+def _line_problem(raw: bytes) -> str:
+    """Describe a log line that does not end in a mac and a newline."""
     if not raw.endswith(b"\n"):
-        return None, None, "torn last line (an interrupted write)"
-    parts = _split_line(raw[:-1].decode("utf-8", "replace"))
-    # hmac.compare_digest rejects a str with non-ASCII characters.
-    if parts is None or not parts[1].isascii():
-        return None, None, "line is not an audit entry"
-    return parts[0], parts[1], None
+        return "torn last line (an interrupted write)"
+    return "line is not an audit entry"
 
 
-def _chain_start(body: str):
+def _chain_start(body: bytes):
     """Return (prev, problem): the mac that the first entry follows."""
     import json
 
@@ -1196,10 +1202,10 @@ def _chain_start(body: str):
         return None, "line is not valid JSON"
     if not isinstance(start, str) or not start.isascii():
         return None, "line is not an audit entry"
-    return start, None
+    return start.encode("ascii"), None
 
 
-def _mac_problem(body: str) -> str:
+def _mac_problem(body: bytes) -> str:
     """Describe a line whose MAC does not match."""
     import json
 
@@ -1212,13 +1218,13 @@ def _mac_problem(body: str) -> str:
 
 
 def _parse_bodies(bodies: list) -> list:
-    """Parse JSON texts; an item is None where its text does not parse."""
+    """Parse UTF-8 JSON texts; an item is None where one does not parse."""
     import json
 
     if not bodies:
         return []
     try:
-        entries = json.loads("[" + ",".join(bodies) + "]")
+        entries = json.loads(b"[" + b",".join(bodies) + b"]")
     except (ValueError, RecursionError):
         entries = None
     if entries is not None and len(entries) == len(bodies):
@@ -1505,10 +1511,11 @@ class AuditLog:
     def verify(self) -> dict:
         """Check the whole chain; return a report with ok and problem.
 
-        Each line's MAC is checked as the line is read.  Lines whose MAC
-        matched are entries that yt wrote, so they are valid JSON; they
-        are parsed _VERIFY_BATCH at a time to check seq and recovery
-        notes, and the first bad line is still the one reported.
+        Each line's MAC is checked as the line is read, on its bytes.
+        Lines whose MAC matched are entries that yt wrote, so they are
+        valid JSON; they are parsed _VERIFY_BATCH at a time to check seq
+        and recovery notes, and the first bad line is still the one
+        reported.
         """
         import hmac
 
@@ -1522,17 +1529,23 @@ class AuditLog:
             state = self._read_state(key)
         except AuditIntegrityError as exc:
             return dict(report, ok=False, problem=str(exc))
-        entry_mac = _EntryMac(key)
+        entry_mac = _EntryMac(key).of_bytes
+        marker = _MAC_MARKER.encode("ascii")
         prev = last_prev = None
         batch = []
         with open(self.path, "rb") as handle:
             for number, raw in enumerate(handle, 1):
-                body, mac, problem = _split_raw_line(raw)
-                start = prev
-                if problem is None and start is None:
-                    start, problem = _chain_start(body)
+                index = raw.rfind(marker)
+                if index < 0 or not raw.endswith(b'"}\n'):
+                    problem = _line_problem(raw)
+                else:
+                    body = raw[:index] + b"}"
+                    mac = raw[index + len(marker):-3]
+                    start, problem = prev, None
+                    if start is None:
+                        start, problem = _chain_start(body)
                 if problem is None and not hmac.compare_digest(
-                    mac, entry_mac(start, body)
+                    mac, entry_mac(start, body).encode("ascii")
                 ):
                     problem = _mac_problem(body)
                 if problem is None:
@@ -1549,7 +1562,9 @@ class AuditLog:
         failure = _check_batch(batch, report)
         if failure is not None:
             return failure
-        return self._check_state(report, state, prev, last_prev)
+        # Both are ASCII: prev matched a hex MAC, and _chain_start checks.
+        return self._check_state(report, state, _ascii(prev),
+                                 _ascii(last_prev))
 
     def _check_state(self, report, state, last_mac, last_prev=None):
         if state is None:
@@ -1994,31 +2009,30 @@ class KeyringStore:
         self.backend_name = None
 
     def _select_backend(self):
-        """Pick the backend without keyring's full plugin scan if safe."""
-        keyring = require_module("keyring", "the system keyring")
+        """Pick the backend without keyring's full plugin scan if safe.
+
+        On Linux with no keyring configuration, keyring would pick its
+        Secret Service backend.  yt then uses SecretServiceBackend, which
+        stores items the same way without importing keyring at all, as
+        long as secretstorage can be imported.
+        """
         if self.env.get("PYTHON_KEYRING_BACKEND"):
+            _import_keyring()
             import keyring.core
 
             return keyring.core.load_keyring(
                 self.env["PYTHON_KEYRING_BACKEND"]
             )
-        if sys.platform.startswith("linux") and not self._has_rc_file():
+        if (sys.platform.startswith("linux") and not self._has_rc_file()
+                and _importable("secretstorage")):
             if not self.env.get("DBUS_SESSION_BUS_ADDRESS"):
                 raise _NoSessionBus(
                     "no D-Bus session bus (DBUS_SESSION_BUS_ADDRESS unset)"
                 )
-            from keyring.backends import SecretService
-
-            backend = SecretService.Keyring()
-            collection = _secret_service_collection(backend)
-            if collection.is_locked():
-                raise RuntimeError(
-                    "the Secret Service collection is locked; unlock it "
-                    "(log in to the desktop, or gnome-keyring-daemon "
-                    "--unlock)"
-                )
+            backend = SecretServiceBackend()
+            backend.check()
             return backend
-        return keyring.get_keyring()
+        return _import_keyring().get_keyring()
 
     def _has_rc_file(self) -> bool:
         base = self.env.get("XDG_CONFIG_HOME") or os.path.join(
@@ -2059,9 +2073,6 @@ class KeyringStore:
         that exists but failed, is locked or hangs.
         """
         if self._backend is None and self.problem is None:
-            import logging
-
-            logging.getLogger("keyring").setLevel(logging.CRITICAL)
             try:
                 backend = self._call(self._select_backend)
                 self.backend_name = _backend_label(backend)
@@ -2129,6 +2140,15 @@ class KeyringStore:
             return False
 
 
+def _import_keyring():
+    """Import keyring with its log messages silenced; yt reports its own."""
+    import logging
+
+    keyring = require_module("keyring", "the system keyring")
+    logging.getLogger("keyring").setLevel(logging.CRITICAL)
+    return keyring
+
+
 class _NoSessionBus(RuntimeError):
     """Raised when Linux has no D-Bus session bus for the Secret Service."""
 
@@ -2144,18 +2164,75 @@ def _is_null_backend(backend) -> bool:
     )
 
 
-def _secret_service_collection(backend):
-    """Open the Secret Service collection keyring would use, unlocking none."""
-    import secretstorage
+class SecretServiceBackend:
+    """keyring's Secret Service backend, written on secretstorage alone.
 
-    connection = secretstorage.dbus_init()
-    name = getattr(backend, "preferred_collection", None)
-    if name:
-        return secretstorage.Collection(connection, name)
-    return secretstorage.get_default_collection(connection)
+    Importing keyring costs more than a whole token lookup: it loads its
+    plugin machinery and, through jaraco.context, urllib.request and
+    http.client.  Items get the attributes and label that keyring's
+    SecretService.Keyring gives them in the default collection, so
+    either program reads what the other stored.  Each call opens its
+    own connection, as keyring does, and a locked collection is an
+    error rather than an unlock prompt.
+    """
+
+    label = "SecretService default collection"
+    application = "Python keyring library"
+
+    @contextlib.contextmanager
+    def _collection(self):
+        import secretstorage
+
+        connection = secretstorage.dbus_init()
+        try:
+            collection = secretstorage.get_default_collection(connection)
+            if collection.is_locked():
+                raise RuntimeError(
+                    "the Secret Service collection is locked; unlock it "
+                    "(log in to the desktop, or gnome-keyring-daemon "
+                    "--unlock)"
+                )
+            yield collection
+        finally:
+            connection.close()
+
+    @staticmethod
+    def _query(service: str, username: str) -> dict:
+        return {"username": username, "service": service}
+
+    def check(self) -> None:
+        """Raise unless the default collection exists and is unlocked."""
+        with self._collection():
+            pass
+
+    def get_password(self, service: str, username: str):
+        with self._collection() as collection:
+            for item in collection.search_items(
+                self._query(service, username)
+            ):
+                return item.get_secret().decode("utf-8")
+        return None
+
+    def set_password(self, service: str, username: str, password: str):
+        attributes = dict(self._query(service, username),
+                          application=self.application)
+        with self._collection() as collection:
+            collection.create_item(
+                f"Password for '{username}' on '{service}'", attributes,
+                password.encode("utf-8"), replace=True,
+            )
+
+    def delete_password(self, service: str, username: str) -> None:
+        with self._collection() as collection:
+            for item in collection.search_items(
+                self._query(service, username)
+            ):
+                item.delete()
 
 
 def _backend_label(backend) -> str:
+    if isinstance(backend, SecretServiceBackend):
+        return backend.label
     cls = type(backend)
     return f"{cls.__module__}.{cls.__name__}"
 

@@ -11,6 +11,8 @@ import contextlib
 import json
 import os
 import socket
+import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -27,7 +29,7 @@ from fake_youtrack import DEFAULT_TOKEN
 import yt
 
 NEW_TOKEN = "perm:YWRtaW4=.eXQtbmV3.Q8wRt2Ls9Xn4Vb7Mk3Pz6Hd"
-SECRET_SERVICE_BACKEND = "keyring.backends.SecretService.Keyring"
+SECRET_SERVICE_BACKEND = "SecretService default collection"
 # Time a run may take besides waiting for the keyring: interpreter start,
 # the login request and the audit log.
 SLACK = 5.0
@@ -143,6 +145,81 @@ def test_status_reports_keyring_source(cli, server, yt_home, secret_service):
     assert status["token_status"]["source"] == "keyring"
     assert DEFAULT_TOKEN not in text.out + data.out
     assert cli("auth", "token", "--show").out == DEFAULT_TOKEN + "\n"
+
+
+def test_keyring_package_reads_what_yt_stored(
+    cli, server, yt_home, secret_service
+):
+    import keyring
+    from keyring.backends import SecretService
+
+    assert login(cli, server).code == 0
+
+    backend = SecretService.Keyring()
+    assert backend.get_password(yt.KEYRING_SERVICE, server.url) == (
+        DEFAULT_TOKEN
+    )
+    [item] = secret_service.collection.search_items(
+        {"service": yt.KEYRING_SERVICE}
+    )
+    attributes = item.get_attributes()
+    # gnome-keyring adds xdg:schema to every item.
+    attributes.pop("xdg:schema", None)
+    assert attributes == {
+        "application": "Python keyring library",
+        "service": yt.KEYRING_SERVICE,
+        "username": server.url,
+    }
+    assert item.get_label() == (
+        f"Password for '{server.url}' on '{yt.KEYRING_SERVICE}'"
+    )
+    assert keyring.get_keyring() is not None
+
+
+# Runs yt's main() and lists the keyring modules it imported.
+_IMPORT_PROBE = """\
+import sys
+sys.path.insert(0, sys.argv.pop(1))
+import yt
+code = yt.main(["security", "token-status", "--format", "json"])
+loaded = sorted(m for m in sys.modules if m.split(".")[0] == "keyring")
+print("keyring modules:", loaded, file=sys.stderr)
+sys.exit(code)
+"""
+
+
+def test_token_status_reads_keyring_without_keyring_package(
+    server, yt_home, secret_service
+):
+    plant_in_keyring(server.url, DEFAULT_TOKEN)
+    env = dict(yt_home.env(), YOUTRACK_BASE_URL=server.url,
+               DBUS_SESSION_BUS_ADDRESS=os.environ["DBUS_SESSION_BUS_ADDRESS"])
+
+    result = subprocess.run(
+        [sys.executable, "-c", _IMPORT_PROBE, os.path.dirname(yt.__file__)],
+        env=env, capture_output=True, text=True, timeout=60, check=False,
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["source"] == "keyring"
+    assert "keyring modules: []" in result.stderr.splitlines()
+    assert DEFAULT_TOKEN not in result.stdout + result.stderr
+
+
+def test_keyring_config_file_selects_keyring_package(
+    cli, server, yt_home, secret_service
+):
+    rc = yt_home.config_dir.parent / "python_keyring" / "keyringrc.cfg"
+    rc.parent.mkdir(parents=True, exist_ok=True)
+    rc.write_text("[backend]\n"
+                  "default-keyring=keyring.backends.SecretService.Keyring\n")
+
+    result = login(cli, server)
+
+    assert result.code == 0, result.err
+    assert ("Token stored in the system keyring "
+            "(keyring.backends.SecretService.Keyring)") in result.err
+    assert secret_service.items() == {server.url: DEFAULT_TOKEN}
 
 
 def test_logout_removes_secret(cli, server, yt_home, secret_service):
@@ -421,12 +498,13 @@ def test_stalled_bus_times_out(run_yt, server, yt_home):
 def test_missing_keyring_package_falls_back(
     run_yt, server, yt_home, tmp_path
 ):
-    shadow = tmp_path / "shadow" / "keyring"
-    shadow.mkdir(parents=True)
-    (shadow / "__init__.py").write_text(
-        "raise ImportError('keyring is hidden for this test')\n"
-    )
-    env = {"PYTHONPATH": shadow.parent}
+    root = tmp_path / "shadow"
+    for name in ("keyring", "secretstorage"):
+        (root / name).mkdir(parents=True)
+        (root / name / "__init__.py").write_text(
+            f"raise ImportError('{name} is hidden for this test')\n"
+        )
+    env = {"PYTHONPATH": root}
 
     result = run_yt("auth", "login", "--base-url", server.url,
                     "--token-stdin", input=DEFAULT_TOKEN, env=env)
