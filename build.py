@@ -70,6 +70,7 @@ BOOTLOADER_PATCH = PACKAGING / "bootloader-noexec.patch"
 PYZ_MAIN = PACKAGING / "pyz_main.py"
 PYZ_LAUNCHER = PACKAGING / "pyz_launcher.py"
 TARGET_SENTINEL = "TARGET = None\n"
+BUILD_SENTINEL = "BUILD = None\n"
 
 # CPython versions whose wheels go into yt.pyz. cryptography 50 excludes
 # 3.9.0 and 3.9.1, so 3.9 stands for 3.9.2 when resolving.
@@ -693,15 +694,52 @@ def pyz_main_source(target: dict) -> bytes:
     return text.replace(TARGET_SENTINEL, f"TARGET = {target!r}\n").encode()
 
 
+def pyz_launcher_source(environment: bytes) -> bytes:
+    """Return the launcher with shiv's settings written into BUILD."""
+    text = PYZ_LAUNCHER.read_text(encoding="utf-8")
+    if text.count(BUILD_SENTINEL) != 1:
+        raise BuildError(f"{PYZ_LAUNCHER} must contain one line "
+                         f"{BUILD_SENTINEL.strip()!r}")
+    settings = json.loads(environment)
+    return text.replace(BUILD_SENTINEL, f"BUILD = {settings!r}\n").encode()
+
+
+def bytecode(name: str, source: bytes) -> bytes:
+    """Compile source for this Python into a .pyc checked by source hash.
+
+    zipimport loads name.pyc instead of compiling name.py on every start,
+    and only where the source matches it; other Pythons see a foreign
+    magic number and compile the source as before.
+    """
+    import py_compile
+
+    with tempfile.TemporaryDirectory() as directory:
+        path = Path(directory, name)
+        path.write_bytes(source)
+        compiled = path.with_suffix(".pyc")
+        py_compile.compile(
+            str(path), str(compiled), dfile=name, doraise=True,
+            invalidation_mode=py_compile.PycInvalidationMode.CHECKED_HASH,
+        )
+        return compiled.read_bytes()
+
+
 def rewrite_pyz(raw: Path, output: Path, main_source: bytes) -> None:
     """Copy shiv's archive with our __main__.py and launcher added.
 
-    Entries keep shiv's order and timestamp; modes are normalized, so the
-    result depends only on the inputs.
+    Both also go in as bytecode for this Python.  Entries keep shiv's
+    order and timestamp; modes are normalized, so the result depends only
+    on the inputs and the Python that runs this script.
     """
-    extra = {"__main__.py": main_source,
-             "_yt_launcher.py": PYZ_LAUNCHER.read_bytes()}
     with zipfile.ZipFile(raw) as source:
+        sources = {
+            "__main__.py": main_source,
+            "_yt_launcher.py": pyz_launcher_source(
+                source.read("environment.json")),
+        }
+        extra = dict(sources)
+        for name, text in sources.items():
+            extra[name + "c"] = bytecode(name, text)
         entries = [(info, source.read(info)) for info in source.infolist()
                    if info.filename not in extra]
     date_time = entries[0][0].date_time
@@ -715,7 +753,11 @@ def rewrite_pyz(raw: Path, output: Path, main_source: bytes) -> None:
                 mode = info.external_attr >> 16
                 entry = zipfile.ZipInfo(info.filename, date_time)
                 entry.create_system = 3  # Unix, so the modes apply
-                entry.compress_type = zipfile.ZIP_DEFLATED
+                # Every start reads the files added here; stored as they
+                # are, they need no zlib.  The rest is read once, to unpack.
+                entry.compress_type = (
+                    zipfile.ZIP_STORED if info.filename in extra
+                    else zipfile.ZIP_DEFLATED)
                 perms = 0o755 if mode & stat.S_IXUSR else 0o644
                 entry.external_attr = (stat.S_IFREG | perms) << 16
                 archive.writestr(entry, data)

@@ -23,12 +23,14 @@ safe before handing over:
   the bootstrap, which costs more than the rest of a warm start. The
   checks above run either way.
 
-Modules that only a first run or an error needs (shiv's bootstrap,
-zipfile, shutil, tempfile) are imported where they are used.
+build.py copies the settings of ``environment.json`` into ``BUILD`` below,
+so that a warm start parses no JSON; it also adds bytecode of this module
+for the Python that built the archive. Modules that only a first run or an
+error needs (json, shiv's bootstrap, zipfile, shutil, tempfile) are
+imported where they are used.
 """
 
 import contextlib
-import json
 import os
 import re
 import stat
@@ -57,6 +59,10 @@ PLAIN_BUILD = {
     "prepend_pythonpath": None,
     "script": None,
 }
+
+
+# build.py replaces the next line with the settings of environment.json.
+BUILD = None
 
 
 class LauncherError(Exception):
@@ -193,7 +199,11 @@ def prepare_extraction(archive, root):
         return None
     resolved = os.path.realpath(archive)
     name = os.path.basename(resolved)
-    settings = json.loads(read_environment(archive, resolved))
+    settings = BUILD
+    if settings is None:
+        import json
+
+        settings = json.loads(read_environment(archive, resolved))
     build_id = settings["build_id"]
     extraction = name + "_" + build_id
     target = os.path.join(root, extraction)

@@ -21,6 +21,7 @@ import subprocess
 import sys
 import tempfile
 import uuid
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -312,6 +313,36 @@ def test_pyz_extracts_to_private_home_dir(yt_home):
     assert len(extractions) == 1
 
 
+def test_pyz_warm_start_uses_bytecode_and_no_json(yt_home):
+    """The Python that built yt.pyz runs its launcher from bytecode.
+
+    Pythons of other versions compile the sources instead; every pyz-3.x
+    runner above runs that way.
+    """
+    pyz = require_artifact(build.PYZ_NAME)
+    with zipfile.ZipFile(pyz) as archive:
+        stored = {info.filename: info.compress_type
+                  for info in archive.infolist() if "/" not in info.filename}
+    for name in ("__main__.py", "__main__.pyc", "_yt_launcher.py",
+                 "_yt_launcher.pyc"):
+        assert stored.get(name) == zipfile.ZIP_STORED, stored
+    env = yt_home.env()
+    assert run([sys.executable, str(pyz), "--version"], env).returncode == 0
+
+    result = run([sys.executable, "-vv", "-X", "importtime", str(pyz),
+                  "--version"], env)
+
+    assert result.returncode == 0, result.stderr[-2000:]
+    lines = result.stderr.splitlines()
+    assert f"# trying {pyz}/_yt_launcher.pyc" in lines
+    assert f"# trying {pyz}/_yt_launcher.py" not in lines
+    imported = {line.rsplit("|", 1)[1].strip() for line in lines
+                if line.startswith("import time:") and "|" in line}
+    assert "yt" in imported
+    for name in ("json", "zlib", "zipfile", "_bootstrap"):
+        assert name not in imported
+
+
 def test_pyz_removes_old_extraction(yt_home):
     runner = _pyz_runner()
     root = yt_home.home / ".shiv"
@@ -390,8 +421,6 @@ def test_pyz_build_is_reproducible(tmp_path):
 
 def test_stdlib_pyz_has_no_dependencies():
     stdlib = require_artifact(build.STDLIB_PYZ_NAME)
-    import zipfile
-
     with zipfile.ZipFile(stdlib) as archive:
         assert sorted(archive.namelist()) == ["__main__.py", "yt.py"]
     probe = run([sys.executable, "-I", "-S", "-c", "import cryptography"],
