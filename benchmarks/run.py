@@ -404,12 +404,23 @@ class Bench:
         return module
 
 
+def paired_ratio(samples: list, base: list) -> float:
+    """Median of the ratios of samples taken in the same round.
+
+    time_commands runs the commands of a group in turns, so the i-th
+    samples of two commands were taken moments apart, under the same
+    load.  The median of their ratios follows the ratio of medians on a
+    quiet machine and moves less when the load changes during a run.
+    """
+    return statistics.median(a / b for a, b in zip(samples, base))
+
+
 def ratio_row(report, section, name, timing, base, limit, base_name):
     """Add a row for timing / base against limit, with the CPU ratio."""
-    ratio = timing.median / base.median
+    ratio = paired_ratio(timing.samples, base.samples)
     result = f"{timing.ms()} = {ratio:.2f}x {base_name}"
     if timing.cpu and base.cpu:
-        result += f" (CPU {timing.cpu_median / base.cpu_median:.2f}x)"
+        result += f" (CPU {paired_ratio(timing.cpu, base.cpu):.2f}x)"
     return report.add(section, name, result, f"<= {limit:g}x",
                       ratio <= limit, ratio)
 
@@ -601,7 +612,7 @@ def bench_keyring(bench: Bench, report: Report) -> None:
                f"{keyring_cost.ms()} = "
                f"{keyring_cost.median / base.median:.2f}x bare")
     status = timings["status"]
-    share = status.median / keyring_cost.median
+    share = paired_ratio(status.samples, keyring_cost.samples)
     report.add(section, "token-status, token in keyring",
                f"{status.ms()} = {share:.2f}x the keyring import "
                f"(source: {data['source']})",
@@ -1017,11 +1028,31 @@ def find_executables(bench: Bench, dist: Path) -> dict:
     return executables
 
 
+def empty_zipapp(bench: Bench) -> Path:
+    """Write a zipapp whose __main__.py does nothing; return its path."""
+    import zipapp
+
+    directory = bench.work / "empty-zipapp"
+    directory.mkdir(exist_ok=True)
+    (directory / "__main__.py").write_text("pass\n")
+    target = bench.work / "empty.pyz"
+    zipapp.create_archive(directory, target)
+    return target
+
+
 def bench_artifacts(bench: Bench, report: Report) -> None:
+    """Time the built artifacts against yt run from source and installed.
+
+    The source run is ``python yt.py``, how the single file runs without
+    installing; Python compiles it on every start.  The installed console
+    script loads cached bytecode.  An empty zipapp against ``python -c
+    pass`` shows what running any zip archive costs by itself.
+    """
     section = "artifacts"
     dist = Path(bench.args.dist)
     env = bench.token_env("artifacts")
-    runners = {"source": [str(bench.yt)]}
+    runners = {"source": [str(bench.python), "-I", str(bench.source)],
+               "installed": [str(bench.yt)]}
     for name, file_name in (("pyz", "yt.pyz"),
                             ("stdlib pyz", "yt-stdlib.pyz")):
         if (dist / file_name).exists():
@@ -1033,7 +1064,10 @@ def bench_artifacts(bench: Bench, report: Report) -> None:
     for label, path in executables.items():
         runners[label] = [str(path)]
 
-    commands = {}
+    commands = {"bare": bench.bare(env),
+                "empty zipapp": Command(
+                    [str(bench.python), "-I", str(empty_zipapp(bench))],
+                    env)}
     for name, prefix in runners.items():
         commands[f"{name} version"] = Command(prefix + ["--version"], env)
         commands[f"{name} status"] = Command(
@@ -1041,18 +1075,30 @@ def bench_artifacts(bench: Bench, report: Report) -> None:
     timings = time_commands(commands, bench.runs(20, 6), warmup=2)
     report.raw["artifacts"] = {k: v.samples for k, v in timings.items()}
 
+    empty, bare = timings["empty zipapp"], timings["bare"]
+    report.add(section, "empty zipapp (python -I empty.pyz)",
+               f"{empty.ms()} = bare + "
+               f"{(empty.median - bare.median) * 1e3:.1f} ms")
     for what, label in (("version", "--version"), ("status", "token-status")):
         source = timings[f"source {what}"]
-        report.add(section, f"source (console script) {label}",
+        installed = timings[f"installed {what}"]
+        report.add(section, f"source run (python yt.py) {label}",
                    source.ms())
+        report.add(section, f"installed (console script) {label}",
+                   installed.ms())
         if "pyz" in runners:
-            ratio_row(report, section, f"yt.pyz {label}, warm",
-                      timings[f"pyz {what}"], source, 1.1, "source")
+            pyz = timings[f"pyz {what}"]
+            ratio_row(report, section, f"yt.pyz {label}, warm", pyz,
+                      source, 1.1, "source run")
+            report.add(section, f"yt.pyz {label}, warm, / installed",
+                       f"{paired_ratio(pyz.samples, installed.samples):.2f}"
+                       f"x installed")
         if "stdlib pyz" in runners:
             stdlib = timings[f"stdlib pyz {what}"]
             report.add(section, f"yt-stdlib.pyz {label}",
                        f"{stdlib.ms()} = "
-                       f"{stdlib.median / source.median:.2f}x source")
+                       f"{paired_ratio(stdlib.samples, source.samples):.2f}"
+                       f"x source run")
         for exe_label, path in executables.items():
             timing = timings[f"{exe_label} {what}"]
             one_file = exe_label.startswith("one-file")
