@@ -841,6 +841,9 @@ def build_stdlib_pyz(output: Path) -> None:
 PYINSTALLER_OPTIONS = (
     "--onefile", "--name", "yt", "--noconfirm", "--clean", "--log-level",
     "WARN",
+    # Symbol tables are a third of the archive, which a one-file build
+    # unpacks on every start (docs/benchmarks.md).
+    "--strip",
     # keyring finds its backends through entry points in its metadata.
     "--copy-metadata", "keyring",
     "--collect-submodules", "keyring.backends",

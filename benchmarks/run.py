@@ -961,15 +961,15 @@ def load_build_options() -> tuple:
     raise BenchError("build.py defines no PYINSTALLER_OPTIONS")
 
 
-def build_variant(bench: Bench, name: str, onedir: bool, strip: bool,
-                  extra: tuple) -> Path:
+def build_variant(bench: Bench, name: str, onedir: bool,
+                  strip: bool) -> Path:
     """Build a PyInstaller variant of yt.py into the cache directory."""
-    options = list(load_build_options())
+    options = [option for option in load_build_options()
+               if option != "--strip"]
     if onedir:
         options[options.index("--onefile")] = "--onedir"
     if strip:
         options.append("--strip")
-    options.extend(extra)
     work = bench.cache / "pyinstaller" / name
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
@@ -994,17 +994,12 @@ def tree_size(path: Path) -> int:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
 
 
-# PyInstaller builds made here beside the one-file build of build.py:
-# label -> (one-dir, stripped, extra options).  PyInstaller's runtime hook
-# for setuptools imports setuptools at every start; yt does not use it.
-WITHOUT_SETUPTOOLS = ("--exclude-module", "setuptools", "--exclude-module",
-                      "pkg_resources", "--exclude-module", "_distutils_hack")
+# PyInstaller builds made here with build.py's options, beside its
+# stripped one-file build: label -> (one-dir, stripped).
 VARIANTS = {
-    "one-file, stripped": (False, True, ()),
-    "one-dir": (True, False, ()),
-    "one-dir, stripped": (True, True, ()),
-    "one-file, stripped, no setuptools": (False, True, WITHOUT_SETUPTOOLS),
-    "one-dir, stripped, no setuptools": (True, True, WITHOUT_SETUPTOOLS),
+    "one-file, not stripped": (False, False),
+    "one-dir": (True, False),
+    "one-dir, stripped": (True, True),
 }
 
 
@@ -1015,12 +1010,12 @@ def find_executables(bench: Bench, dist: Path) -> dict:
     """
     executables = {}
     if (dist / "yt").exists():
-        executables["one-file (build.py)"] = dist / "yt"
-    for label, (onedir, strip, extra) in VARIANTS.items():
+        executables["one-file, stripped (build.py)"] = dist / "yt"
+    for label, (onedir, strip) in VARIANTS.items():
         name = label.replace(", ", "-").replace(" ", "")
         built = bench.cache / "pyinstaller" / name / "dist" / "yt"
         if bench.args.build_variants and PROJECT_VENV_PYTHON.exists():
-            built = build_variant(bench, name, onedir, strip, extra)
+            built = build_variant(bench, name, onedir, strip)
         if onedir:
             built = built / "yt"
         if built.exists():
@@ -1108,7 +1103,7 @@ def bench_artifacts(bench: Bench, report: Report) -> None:
     missing = [label for label in VARIANTS if label not in executables]
     if missing:
         report.skip(section, ", ".join(missing),
-                    "not built; add --build-variants (about 8 min)")
+                    "not built; add --build-variants (about 5 min)")
 
 
 # ------------------------------------------------------------------ main
@@ -1149,9 +1144,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="do not install or time the other YouTrack "
                              "clients from PyPI")
     parser.add_argument("--build-variants", action="store_true",
-                        help="(re)build the stripped, one-dir and "
-                             "setuptools-free PyInstaller variants first; "
-                             "about 8 minutes")
+                        help="(re)build the unstripped one-file and the "
+                             "one-dir PyInstaller variants first; about 5 "
+                             "minutes")
     parser.add_argument("--keyring-child", metavar="JOB",
                         help=argparse.SUPPRESS)
     return parser
