@@ -210,6 +210,10 @@ class AuditIntegrityError(YtError):
     exit_code = 6
 
 
+class DamagedKeyError(YtError):
+    """Raised when a key file exists but does not contain a 32-byte key."""
+
+
 class MissingDependencyError(YtError):
     """Raised when an optional package this build lacks is needed."""
 
@@ -1068,7 +1072,7 @@ def read_key_file(path: str, what: str, create: bool) -> bytes:
     except ValueError:
         key = b""
     if len(key) != 32:
-        raise YtError(
+        raise DamagedKeyError(
             f"{what} {path} is damaged (expected 32 bytes in base64); "
             f"restore it from a backup, or remove it and what it protects"
         )
@@ -1134,7 +1138,9 @@ def _chain_entry(raw: bytes):
 
     try:
         entry = json.loads(raw.decode("utf-8"))
-    except ValueError:  # UnicodeDecodeError is a ValueError too
+    # UnicodeDecodeError is a ValueError too; json raises RecursionError
+    # for arrays nested deeper than the C stack allows.
+    except (ValueError, RecursionError):
         return None
     if not isinstance(entry, dict) or not isinstance(entry.get("seq"), int):
         return None
@@ -1284,11 +1290,14 @@ class AuditLog:
         try:
             return read_key_file(self.key_path, "audit key", create=create)
         except FileNotFoundError:
-            raise AuditIntegrityError(
-                f"audit key {self.key_path} is missing, so the log "
-                f"{self.path} cannot be verified; restore the key or "
-                f"start a new log with: yt security clear-audit --force"
-            ) from None
+            problem = "is missing"
+        except DamagedKeyError:
+            problem = "is damaged (expected 32 bytes in base64)"
+        raise AuditIntegrityError(
+            f"audit key {self.key_path} {problem}, so the log {self.path} "
+            f"cannot be verified; restore the key or start a new log with: "
+            f"yt security clear-audit --force"
+        )
 
     def _read_state(self, key: bytes):
         import hmac
@@ -1303,7 +1312,8 @@ class AuditLog:
             )
         except FileNotFoundError:
             return None
-        except (OSError, ValueError, AttributeError, TypeError):
+        except (OSError, ValueError, AttributeError, TypeError,
+                RecursionError):
             valid = False
         if not valid:
             raise AuditIntegrityError(
@@ -1428,17 +1438,27 @@ class AuditLog:
         return last, notes
 
     def _tail_bytes(self, size: int) -> bytes:
+        """Return the whole lines among the last size bytes of the log.
+
+        The window grows until it holds at least one whole line, so a
+        last line longer than size comes back whole instead of not at
+        all.  A torn last line, without its newline, is kept.
+        """
         try:
             with open(self.path, "rb") as handle:
-                handle.seek(0, os.SEEK_END)
-                end = handle.tell()
-                handle.seek(max(0, end - size))
-                data = handle.read()
+                end = handle.seek(0, os.SEEK_END)
+                while True:
+                    start = max(0, end - size)
+                    handle.seek(start)
+                    data = handle.read(end - start)
+                    if start == 0:
+                        return data
+                    newline = data.find(b"\n")
+                    if 0 <= newline < len(data) - 1:
+                        return data[newline + 1:]
+                    size *= 4
         except FileNotFoundError:
             return b""
-        if len(data) < end and b"\n" in data:
-            data = data[data.index(b"\n") + 1:]
-        return data
 
     def _cut_torn_line(self) -> int:
         with open(self.path, "r+b") as handle:
@@ -1477,7 +1497,7 @@ class AuditLog:
             first = handle.readline()
         try:
             return json.loads(first)["seq"]
-        except (ValueError, KeyError, TypeError):
+        except (ValueError, KeyError, TypeError, RecursionError):
             return None
 
     def _trim(self, state: dict) -> dict:
@@ -1524,8 +1544,8 @@ class AuditLog:
         if not os.path.exists(self.path):
             report["problem"] = None
             return report
-        key = self._key(create=False)
         try:
+            key = self._key(create=False)
             state = self._read_state(key)
         except AuditIntegrityError as exc:
             return dict(report, ok=False, problem=str(exc))
@@ -1619,7 +1639,8 @@ class AuditLog:
                     removed = self._count_lines()
                     tail = self._tail_bytes(65536).splitlines()
                     last_seq = json.loads(tail[-1])["seq"] if tail else None
-                except (ValueError, KeyError, TypeError, OSError):
+                except (ValueError, KeyError, TypeError, OSError,
+                        RecursionError):
                     if not force:
                         raise YtError(
                             f"audit log {self.path} is too damaged to read;"
@@ -1669,7 +1690,7 @@ def _parse_entry(line: bytes) -> dict:
 
     try:
         entry = json.loads(line.decode("utf-8"))
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, RecursionError):
         entry = None
     if not isinstance(entry, dict):
         return {"event": "unreadable", "raw": escape_control(repr(line))}
@@ -1817,6 +1838,8 @@ class EncryptedFileStore:
                 raise ValueError("entries is not an object")
         except ValueError as exc:
             raise self._damaged(f"it is not valid ({exc})") from None
+        except RecursionError:
+            raise self._damaged("it is nested too deeply") from None
         except (KeyError, TypeError, AttributeError):
             raise self._damaged(
                 "its structure is not what yt writes"
@@ -1905,7 +1928,8 @@ class EncryptedFileStore:
                 else:
                     reason += " (wrong key file, or the file was altered)"
                 raise self._damaged(reason) from None
-            except (ValueError, KeyError, TypeError, UsageError) as exc:
+            except (ValueError, KeyError, TypeError, UsageError,
+                    RecursionError) as exc:
                 raise self._damaged(f"an entry is not valid ({exc})") from None
             SECRETS.add(value["token"])
             entries[base_url] = value
@@ -2014,7 +2038,10 @@ class KeyringStore:
         On Linux with no keyring configuration, keyring would pick its
         Secret Service backend.  yt then uses SecretServiceBackend, which
         stores items the same way without importing keyring at all, as
-        long as secretstorage can be imported.
+        long as secretstorage can be imported.  Configuration means
+        PYTHON_KEYRING_BACKEND, a keyringrc.cfg, or a KEYRING_PROPERTY_*
+        variable, which sets an attribute such as scheme or
+        preferred_collection on keyring's backend.
         """
         if self.env.get("PYTHON_KEYRING_BACKEND"):
             _import_keyring()
@@ -2023,10 +2050,12 @@ class KeyringStore:
             return keyring.core.load_keyring(
                 self.env["PYTHON_KEYRING_BACKEND"]
             )
-        if (sys.platform.startswith("linux") and not self._has_rc_file()
+        configured = self._has_rc_file() or any(
+            name.startswith("KEYRING_PROPERTY_") for name in self.env)
+        if (sys.platform.startswith("linux") and not configured
                 and _importable("secretstorage")):
             if not self.env.get("DBUS_SESSION_BUS_ADDRESS"):
-                raise _NoSessionBus(
+                raise _NoKeyring(
                     "no D-Bus session bus (DBUS_SESSION_BUS_ADDRESS unset)"
                 )
             backend = SecretServiceBackend()
@@ -2084,7 +2113,7 @@ class KeyringStore:
             except MissingDependencyError as exc:
                 self.absent = True
                 self.problem = str(exc)
-            except _NoSessionBus as exc:
+            except _NoKeyring as exc:
                 self.absent = True
                 self.problem = str(exc)
             except Exception as exc:
@@ -2105,9 +2134,19 @@ class KeyringStore:
         except Exception as exc:
             self.problem = _describe_keyring_error(exc)
             return None
-        if token:
-            SECRETS.add(token)
-        return token
+        if not token:
+            return None
+        # Registered before the check, so no message can show it.
+        SECRETS.add(token)
+        SECRETS.add(token.strip())
+        try:
+            # Tools such as secret-tool store a trailing newline too.
+            return validate_token(token)
+        except UsageError as exc:
+            raise AuthError(
+                f"the token stored in the keyring for {base_url} is not "
+                f"valid: {exc}; store it again with: yt auth login"
+            ) from None
 
     def set(self, base_url: str, token: str) -> bool:
         backend = self.backend()
@@ -2149,8 +2188,12 @@ def _import_keyring():
     return keyring
 
 
-class _NoSessionBus(RuntimeError):
-    """Raised when Linux has no D-Bus session bus for the Secret Service."""
+class _NoKeyring(RuntimeError):
+    """Raised when this host has no keyring service to talk to.
+
+    Examples are a Linux host without a D-Bus session bus, or a session
+    bus on which nothing provides the Secret Service.
+    """
 
 
 def _is_null_backend(backend) -> bool:
@@ -2172,27 +2215,54 @@ class SecretServiceBackend:
     http.client.  Items get the attributes and label that keyring's
     SecretService.Keyring gives them in the default collection, so
     either program reads what the other stored.  Each call opens its
-    own connection, as keyring does, and a locked collection is an
-    error rather than an unlock prompt.
+    own connection, as keyring does.  Unlike keyring, yt never prompts:
+    a locked collection is an error, and a missing default collection
+    holds no token and takes none.
     """
 
     label = "SecretService default collection"
     application = "Python keyring library"
 
     @contextlib.contextmanager
-    def _collection(self):
+    def _collection(self, create: bool):
+        """Yield the unlocked default collection, or None if it is missing.
+
+        With create, a missing collection is an error instead, because
+        creating one means a password prompt on a desktop.
+        """
         import secretstorage
+        from secretstorage.exceptions import (
+            ItemNotFoundException,
+            SecretServiceNotAvailableException,
+        )
 
         connection = secretstorage.dbus_init()
         try:
-            collection = secretstorage.get_default_collection(connection)
-            if collection.is_locked():
+            try:
+                # Without a path, Collection opens the "default" alias.
+                collection = secretstorage.Collection(connection)
+            except ItemNotFoundException:
+                if create:
+                    raise RuntimeError(
+                        "the Secret Service has no default collection; "
+                        "create one with the desktop's password manager "
+                        "(Passwords and Keys on GNOME), then log in again"
+                    ) from None
+                collection = None
+            if collection is not None and collection.is_locked():
                 raise RuntimeError(
                     "the Secret Service collection is locked; unlock it "
                     "(log in to the desktop, or gnome-keyring-daemon "
                     "--unlock)"
                 )
             yield collection
+        except SecretServiceNotAvailableException as exc:
+            if _secret_service_missing(exc):
+                raise _NoKeyring(
+                    "no Secret Service on the D-Bus session bus (nothing "
+                    "provides org.freedesktop.secrets)"
+                ) from None
+            raise
         finally:
             connection.close()
 
@@ -2201,33 +2271,40 @@ class SecretServiceBackend:
         return {"username": username, "service": service}
 
     def check(self) -> None:
-        """Raise unless the default collection exists and is unlocked."""
-        with self._collection():
+        """Raise unless the Secret Service answers and is unlocked."""
+        with self._collection(create=False):
             pass
 
     def get_password(self, service: str, username: str):
-        with self._collection() as collection:
-            for item in collection.search_items(
-                self._query(service, username)
-            ):
+        with self._collection(create=False) as collection:
+            items = [] if collection is None else collection.search_items(
+                self._query(service, username))
+            for item in items:
                 return item.get_secret().decode("utf-8")
         return None
 
     def set_password(self, service: str, username: str, password: str):
         attributes = dict(self._query(service, username),
                           application=self.application)
-        with self._collection() as collection:
+        with self._collection(create=True) as collection:
             collection.create_item(
                 f"Password for '{username}' on '{service}'", attributes,
                 password.encode("utf-8"), replace=True,
             )
 
     def delete_password(self, service: str, username: str) -> None:
-        with self._collection() as collection:
-            for item in collection.search_items(
-                self._query(service, username)
-            ):
+        with self._collection(create=False) as collection:
+            items = [] if collection is None else collection.search_items(
+                self._query(service, username))
+            for item in items:
                 item.delete()
+
+
+def _secret_service_missing(exc) -> bool:
+    """Tell whether secretstorage failed because no service is running."""
+    name = getattr(exc.__cause__, "name", None)
+    return name in ("org.freedesktop.DBus.Error.ServiceUnknown",
+                    "org.freedesktop.DBus.Error.Spawn.ExecFailed")
 
 
 def _backend_label(backend) -> str:
@@ -2446,7 +2523,7 @@ class ExpiryRecords:
             # NotADirectoryError: the data directory path is a file, so
             # nothing was ever recorded there.
             return {}
-        except (OSError, ValueError) as exc:
+        except (OSError, ValueError, RecursionError) as exc:
             raise YtError(
                 f"{self.path} is not valid ({exc}); remove it and record "
                 f"the expiry again with: yt auth token --update --expires "
@@ -3111,7 +3188,7 @@ def _error_detail(response) -> str:
 
     try:
         data = json.loads(response.body.decode("utf-8"))
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, RecursionError):
         return ""
     if not isinstance(data, dict):
         return ""
@@ -3796,14 +3873,20 @@ class Context:
         )
 
     def _keyring_usable(self) -> bool:
-        try:
-            import importlib.util
+        """Tell whether a package that can reach a keyring is installed.
 
-            if importlib.util.find_spec("keyring") is None:
-                return False
-        except (ImportError, ValueError):
-            return False
-        return True
+        secretstorage alone is enough on Linux: KeyringStore then talks to
+        the Secret Service without the keyring package.
+        """
+        import importlib.util
+
+        for name in ("keyring", "secretstorage"):
+            try:
+                if importlib.util.find_spec(name) is not None:
+                    return True
+            except (ImportError, ValueError):
+                continue
+        return False
 
     def _keyring_notice(self, keyring: KeyringStore) -> None:
         problem = keyring.problem
@@ -4027,22 +4110,26 @@ def logout(ctx: Context, args) -> int:
     base_url = ctx.base_url()
     removed = []
     keyring = ctx.keyring()
-    with contextlib.suppress(MissingDependencyError):
-        if keyring.delete(base_url):
-            removed.append("keyring")
-    store = ctx.encrypted_store()
-    if store.has(base_url):
-        store.delete(base_url)
-        removed.append(f"encrypted file {store.path}")
-    if ctx.legacy_store().delete(base_url):
-        removed.append(f"plain file {ctx.settings.path}")
-    ctx.audit_events.append({"event": "auth", "action": "logout",
-                             "base_url": base_url, "removed": removed})
+    try:
+        with contextlib.suppress(MissingDependencyError):
+            if keyring.delete(base_url):
+                removed.append("keyring")
+        store = ctx.encrypted_store()
+        if store.has(base_url):
+            store.delete(base_url)
+            removed.append(f"encrypted file {store.path}")
+        if ctx.legacy_store().delete(base_url):
+            removed.append(f"plain file {ctx.settings.path}")
+    finally:
+        # Also when a later store fails (say, no passphrase for the
+        # encrypted file): what was removed by then is reported.
+        ctx.audit_events.append({"event": "auth", "action": "logout",
+                                 "base_url": base_url, "removed": removed})
+        if removed:
+            log.log(NOTICE, "Removed the token for %s from: %s", base_url,
+                    ", ".join(removed))
     keyring_unread = keyring.problem and not keyring.absent
-    if removed:
-        log.log(NOTICE, "Removed the token for %s from: %s", base_url,
-                ", ".join(removed))
-    elif not keyring_unread:
+    if not removed and not keyring_unread:
         log.log(NOTICE, "No stored token for %s", base_url)
     if ctx.env.get("YOUTRACK_TOKEN"):
         log.warning("YOUTRACK_TOKEN is still set in the environment")
@@ -4648,6 +4735,7 @@ def _doctor_checks(ctx: Context) -> dict:
         "platform": platform.platform(),
         "cryptography": _module_version("cryptography"),
         "keyring": _module_version("keyring"),
+        "secretstorage": _module_version("secretstorage"),
     }
     settings = ctx.settings
     paths = {
@@ -4787,7 +4875,8 @@ def run_doctor(ctx: Context, args) -> int:
               f" {runtime['python']} ({runtime['executable']})")
     out.write(f"  platform     {runtime['platform']}")
     out.write(f"  packages     cryptography {runtime['cryptography'] or '-'}"
-              f", keyring {runtime['keyring'] or '-'}")
+              f", keyring {runtime['keyring'] or '-'}, secretstorage "
+              f"{runtime['secretstorage'] or '-'}")
     out.write("Paths")
     for name, item in report["paths"].items():
         out.write(f"  {_doctor_mark(out, item)} {name:<16} {item['path']} "

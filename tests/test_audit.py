@@ -586,15 +586,6 @@ def test_verify_other_key(cli, yt_home, six_entries):
     assert result.code == 6
 
 
-def test_verify_damaged_key(cli, yt_home, six_entries):
-    (yt_home.config_dir / "audit.key").write_bytes(b"not base64\n")
-    result = verify(cli)
-    assert result.code != 0
-    assert "audit key" in result.err
-    assert "damaged" in result.err
-    assert "Traceback" not in result.err
-
-
 def test_verify_garbage_last_line(cli, yt_home, six_entries):
     with log_path(yt_home).open("ab") as handle:
         handle.write(b"[1, 2]\n")
@@ -1093,3 +1084,107 @@ def test_non_ascii_mac_last_line(cli, yt_home, six_entries):
     assert appended.code == 0
     assert "Traceback" not in appended.err
     assert "audit log was not written" in appended.err
+
+
+# ------------------------------------------- long and deeply nested lines
+
+
+def test_entry_longer_than_tail_window(cli, yt_home):
+    # An argument of 200,000 characters makes a line far longer than the
+    # 64 KiB that appends read from the end of the log at first.
+    long_value = "x" * 200_000
+    result = cli("config", "set", "YOUTRACK_TIMEOUT", long_value, env=ENV)
+    assert result.code == 2
+    assert max(len(line) for line in read_lines(yt_home)) > 200_000
+
+    run_status(cli, 2)
+
+    entries = read_entries(yt_home)
+    assert [entry["seq"] for entry in entries] == list(
+        range(1, len(entries) + 1))
+    result = verify(cli)
+    assert result.code == 0, result.err
+
+
+def test_audit_limit_shows_long_entry(cli, yt_home):
+    cli("config", "set", "YOUTRACK_TIMEOUT", "y" * 100_000, env=ENV)
+
+    result = cli("security", "audit", "--limit", "1", "--format", "json",
+                 env=ENV)
+
+    assert result.code == 0, result.err
+    [entry] = json.loads(result.out)
+    assert entry["command"] == "config set"
+
+
+DEEP_JSON = b"[" * 50_000 + b"\n"
+
+
+def test_deeply_nested_last_line(cli, yt_home, six_entries):
+    write_lines(yt_home, list(six_entries) + [DEEP_JSON])
+
+    status = cli(*STATUS, env=ENV)
+    result = verify(cli)
+    cleared = cli("security", "clear-audit", "--force", env=ENV)
+
+    assert status.code == 0, status.err
+    assert "Traceback" not in status.err
+    assert "the audit log was not written" in status.err
+    assert "is not an audit entry" in status.err
+    assert result.code == 6, result.err
+    assert "line 7: line is not an audit entry" in result.err
+    assert "Traceback" not in result.err
+    assert cleared.code == 0, cleared.err
+    assert verify(cli).code == 0
+
+
+def test_deeply_nested_state_file(cli, yt_home, six_entries):
+    state_path(yt_home).write_bytes(DEEP_JSON)
+
+    result = verify(cli)
+
+    assert result.code == 6, result.err
+    assert "audit state" in result.err
+    assert "damaged or was edited" in result.err
+    assert "Traceback" not in result.err
+
+
+def test_audit_list_deeply_nested_line(cli, yt_home, six_entries):
+    write_lines(yt_home, list(six_entries) + [DEEP_JSON])
+
+    result = cli("security", "audit", "--limit", "2", "--format", "json",
+                 env=ENV)
+
+    assert result.code == 0, result.err
+    entries = json.loads(result.out)
+    assert entries[-1]["event"] == "unreadable"
+
+
+# ------------------------------------------------------- damaged audit key
+
+
+@pytest.mark.parametrize("content", [b"", b"not base64\n", b"bm90IGEga2V5\n"])
+def test_verify_damaged_key(cli, yt_home, six_entries, content):
+    (yt_home.config_dir / "audit.key").write_bytes(content)
+
+    text = verify(cli)
+    report = cli("security", "audit", "--verify", "--format", "json",
+                 env=ENV)
+
+    assert text.code == 6, text.err
+    assert "audit.key is damaged (expected 32 bytes in base64)" in text.err
+    assert "clear-audit --force" in text.err
+    assert report.code == 6, report.err
+    data = json.loads(report.out)
+    assert data["ok"] is False
+    assert "is damaged" in data["problem"]
+
+
+def test_verify_missing_key_json(cli, yt_home, six_entries):
+    (yt_home.config_dir / "audit.key").unlink()
+
+    report = cli("security", "audit", "--verify", "--format", "json",
+                 env=ENV)
+
+    assert report.code == 6, report.err
+    assert "is missing" in json.loads(report.out)["problem"]

@@ -563,3 +563,174 @@ def test_backend_variable_honoured(cli, server, yt_home):
         result.err
     )
     assert encrypted_tokens(yt_home) == {server.url: DEFAULT_TOKEN}
+
+
+# ------------------------------------------ secretstorage without keyring
+
+
+def test_secretstorage_without_keyring_package(
+    run_yt, server, yt_home, secret_service, tmp_path
+):
+    shadow = tmp_path / "shadow" / "keyring"
+    shadow.mkdir(parents=True)
+    (shadow / "__init__.py").write_text(
+        "raise ImportError('keyring is hidden for this test')\n"
+    )
+    env = {"PYTHONPATH": shadow.parent,
+           "DBUS_SESSION_BUS_ADDRESS": os.environ["DBUS_SESSION_BUS_ADDRESS"]}
+
+    stored = run_yt("auth", "login", "--base-url", server.url,
+                    "--token-stdin", input=DEFAULT_TOKEN, env=env)
+    shown = run_yt("auth", "token", "--show", env=env)
+    status = run_yt("auth", "status", "--format", "json", env=env)
+
+    assert stored.returncode == 0, stored.stderr
+    assert "Token stored in the system keyring" in stored.stderr
+    assert secret_service.items() == {server.url: DEFAULT_TOKEN}
+    assert shown.returncode == 0, shown.stderr
+    assert shown.stdout == DEFAULT_TOKEN + "\n"
+    assert status.returncode == 0, status.stderr
+    assert json.loads(status.stdout)["source"] == "keyring"
+
+
+def test_keyring_property_selects_keyring_package(
+    run_yt, server, yt_home, secret_service, monkeypatch
+):
+    from keyring.backends import SecretService
+
+    # keyring reads KEYRING_PROPERTY_* when a backend is created.
+    monkeypatch.setenv("KEYRING_PROPERTY_SCHEME", "KeePassXC")
+    SecretService.Keyring().set_password(yt.KEYRING_SERVICE, server.url,
+                                         DEFAULT_TOKEN)
+    [item] = secret_service.collection.search_items(
+        {"Title": yt.KEYRING_SERVICE})
+    assert item.get_attributes()["UserName"] == server.url
+    env = {"YOUTRACK_BASE_URL": server.url,
+           "KEYRING_PROPERTY_SCHEME": "KeePassXC",
+           "DBUS_SESSION_BUS_ADDRESS": os.environ["DBUS_SESSION_BUS_ADDRESS"],
+           "PYTHON_KEYRING_BACKEND": None}
+
+    shown = run_yt("auth", "token", "--show", env=env)
+    removed = run_yt("auth", "logout", env=env)
+
+    assert shown.returncode == 0, shown.stderr
+    assert shown.stdout == DEFAULT_TOKEN + "\n"
+    assert removed.returncode == 0, removed.stderr
+    assert not list(secret_service.collection.search_items(
+        {"Title": yt.KEYRING_SERVICE}))
+
+
+# ----------------------------------------- tokens stored by other tools
+
+
+def test_keyring_token_trailing_newline(cli, server, yt_home,
+                                        secret_service):
+    plant_in_keyring(server.url, DEFAULT_TOKEN + "\n")
+    env = {"YOUTRACK_BASE_URL": server.url}
+
+    shown = cli("auth", "token", "--show", env=env)
+    listed = cli("issues", "list", env=env)
+
+    assert shown.code == 0, shown.err
+    assert shown.out == DEFAULT_TOKEN + "\n"
+    assert listed.code == 0, listed.err
+    for request in server.requests:
+        assert request.headers["Authorization"] == f"Bearer {DEFAULT_TOKEN}"
+
+
+def test_keyring_token_with_space_rejected(cli, server, yt_home,
+                                           secret_service):
+    broken = DEFAULT_TOKEN[:10] + " " + DEFAULT_TOKEN[10:]
+    plant_in_keyring(server.url, broken)
+
+    result = cli("issues", "list", env={"YOUTRACK_BASE_URL": server.url})
+
+    assert result.code == 3, result.err
+    assert result.err.splitlines() == [
+        f"yt: error: the token stored in the keyring for {server.url} is "
+        f"not valid: the token contains 1 space, control or non-ASCII "
+        f"character(s); paste it again without line breaks or spaces; "
+        f"store it again with: yt auth login"
+    ]
+    assert DEFAULT_TOKEN[10:] not in result.out + result.err
+
+
+# --------------------------------------- bus without a Secret Service
+
+
+@pytest.fixture
+def bare_bus(tmp_path):
+    """Address of a private D-Bus session bus with no services on it."""
+    config = tmp_path / "bus.conf"
+    config.write_text(
+        "<!DOCTYPE busconfig PUBLIC "
+        "\"-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN\" "
+        "\"http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd\">\n"
+        "<busconfig><type>session</type><keep_umask/>"
+        f"<listen>unix:dir={tmp_path}</listen><auth>EXTERNAL</auth>"
+        "<policy context=\"default\">"
+        "<allow send_destination=\"*\" eavesdrop=\"true\"/>"
+        "<allow eavesdrop=\"true\"/><allow own=\"*\"/>"
+        "</policy></busconfig>\n"
+    )
+    try:
+        daemon = subprocess.Popen(
+            ["dbus-daemon", f"--config-file={config}", "--nofork",
+             "--print-address=1"],
+            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+        )
+    except FileNotFoundError:
+        pytest.skip("dbus-daemon is not installed")
+    try:
+        yield daemon.stdout.readline().strip()
+    finally:
+        daemon.terminate()
+        daemon.wait(timeout=10)
+
+
+def test_bus_without_secret_service_is_no_keyring(
+    run_yt, server, yt_home, bare_bus
+):
+    env = {"DBUS_SESSION_BUS_ADDRESS": bare_bus,
+           "PYTHON_KEYRING_BACKEND": None}
+
+    stored = run_yt("auth", "login", "--base-url", server.url,
+                    "--token-stdin", input=DEFAULT_TOKEN, env=env)
+
+    assert stored.returncode == 0, stored.stderr
+    assert ("Keyring unavailable: no Secret Service on the D-Bus session "
+            "bus (nothing provides org.freedesktop.secrets)") in stored.stderr
+    assert encrypted_tokens(yt_home) == {server.url: DEFAULT_TOKEN}
+
+    listed = run_yt("issues", "list", env=env)
+    removed = run_yt("auth", "logout", env=env)
+
+    assert listed.returncode == 0, listed.stderr
+    assert "keyring" not in listed.stderr.lower()
+    assert removed.returncode == 0, removed.stderr
+    assert f"Removed the token for {server.url} from: encrypted file" in (
+        removed.stderr)
+    assert_no_traceback(stored.stderr + listed.stderr + removed.stderr)
+
+
+# ------------------------------------------------- logout, partly failed
+
+
+def test_logout_reports_keyring_removal_when_file_fails(
+    cli, server, yt_home, secret_service
+):
+    passphrase = {"YT_CREDENTIAL_PASSPHRASE": "correct horse battery staple"}
+    assert login(cli, server, DEFAULT_TOKEN, "--passphrase",
+                 env=passphrase).code == 0
+    plant_in_keyring(server.url, NEW_TOKEN)
+
+    result = cli("auth", "logout")
+    entries = [json.loads(line) for line in
+               (yt_home.data_dir / "audit.jsonl").read_text().splitlines()]
+
+    assert result.code == 3, result.err
+    assert f"Removed the token for {server.url} from: keyring" in result.err
+    assert secret_service.items() == {}
+    [logout] = [entry for entry in entries
+                if entry.get("action") == "logout"]
+    assert logout["removed"] == ["keyring"]
