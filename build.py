@@ -9,8 +9,10 @@ that runs this script, installs packaging/requirements*.txt into it with
   CPython from 3.9.2 up that the pinned wheels support on this platform.
   Its ``__main__.py`` (packaging/pyz_main.py) rejects other interpreters
   with one line, and packaging/pyz_launcher.py picks a private extraction
-  directory before shiv's bootstrap runs. Two builds from the same inputs
-  are byte-identical.
+  directory before shiv's bootstrap runs. It also contains ``__main__.pyc``
+  and ``_yt_launcher.pyc``, compiled by the Python that runs build.py, so
+  two builds from the same inputs are byte-identical only when the same
+  Python version runs them.
 * ``yt``: a PyInstaller one-file executable for this host. On Linux its
   bootloader is rebuilt from the pinned PyInstaller sdist with
   packaging/bootloader-noexec.patch, or is PyInstaller's stock one, with

@@ -8,11 +8,19 @@ safe before handing over:
 
 * ``SHIV_ROOT``, when set, must be a directory owned by the current user,
   not writable by group or others, on a filesystem that allows executables.
-  If it is not, yt stops with one line that names ``SHIV_ROOT``.
+  Missing directories are created with mode 0700. Each directory above it,
+  after resolving symlinks, must be owned by root or the current user. It
+  must also not be writable by group or others unless it has the sticky
+  bit, so that no other user can rename the root away and put their own
+  directory in its place. This check is modelled on OpenSSH's StrictModes.
+  If any check fails, yt stops with one line that names ``SHIV_ROOT``.
 * Otherwise the first usable of ``~/.shiv`` and ``$XDG_RUNTIME_DIR/yt-pyz``
-  is used, created with mode 0700 and checked the same way. With neither (a
-  read-only or missing home), a fresh ``tempfile.mkdtemp`` directory is
-  used for this run only and removed at exit.
+  is used, created with mode 0700 and checked the same way. Nothing is
+  created below an unsafe directory. With neither (for example a read-only,
+  missing or world-writable home), a fresh ``tempfile.mkdtemp`` directory
+  is used for this run only and removed at exit. Its parents are checked
+  too.
+* The root is used by its resolved path, the one that was checked.
 * Each run takes a shared ``flock`` on ``.<name>_<build id>_inuse`` while
   it runs. Extractions of other builds of the same archive name whose lock
   is free are removed, so upgrades do not pile up old copies.
@@ -43,8 +51,8 @@ except ImportError:  # Windows: no flock, so no cleanup of old builds.
 
 SHIV_ROOT = "SHIV_ROOT"
 FIX = (
-    "set SHIV_ROOT to a directory that only you can write, on a "
-    "filesystem that allows executables"
+    "set SHIV_ROOT to a directory that only you can write and no other "
+    "user can replace, on a filesystem that allows executables"
 )
 
 
@@ -109,19 +117,19 @@ def choose_root():
             raise LauncherError(
                 "SHIV_ROOT=" + explicit + " names an unknown home "
                 "directory; " + FIX)
-        problem = private_dir_problem(path, create_parents=True)
+        root, problem = private_dir(path, create_parents=True)
         if problem:
-            raise LauncherError(
-                "SHIV_ROOT=" + explicit + " " + problem + "; " + FIX)
-        return path, None
+            raise LauncherError("SHIV_ROOT=" + explicit + " " + problem)
+        return root, None
     for path in default_roots():
-        if private_dir_problem(path) is None:
-            return path, None
+        root, problem = private_dir(path)
+        if problem is None:
+            return root, None
     import shutil
     import tempfile
 
     try:
-        path = tempfile.mkdtemp(prefix="yt-pyz-")
+        path = os.path.realpath(tempfile.mkdtemp(prefix="yt-pyz-"))
     except OSError as exc:
         raise LauncherError(
             "no private directory to unpack into (home: unusable, "
@@ -132,6 +140,13 @@ def choose_root():
         raise LauncherError(
             "the home directory is unusable and the temporary directory "
             + os.path.dirname(path) + " is mounted noexec; " + FIX
+        )
+    problem = ancestor_problem(path)
+    if problem:
+        shutil.rmtree(path, ignore_errors=True)
+        raise LauncherError(
+            "the home directory is unusable and the temporary directory "
+            + path + " " + problem
         )
     return path, path
 
@@ -145,35 +160,131 @@ def default_roots():
         yield os.path.join(runtime_dir, "yt-pyz")
 
 
-def private_dir_problem(path, create_parents=False):
-    """Create ``path`` with mode 0700 if missing; return what is unsafe."""
+def private_dir(path, create_parents=False):
+    """Create ``path`` with mode 0700 if missing, then check that it is safe.
+
+    Return (``path`` resolved by os.path.realpath, None) when the directory
+    is safe to unpack into, else (resolved path, what is unsafe and how to
+    fix it). The caller must use the resolved path, which is the one
+    checked. Nothing is created below an unsafe directory.
+    """
+    real = os.path.realpath(path)
     try:
-        if create_parents:
-            os.makedirs(path, mode=0o700, exist_ok=True)
-        else:
+        info = os.lstat(real)
+    except FileNotFoundError:
+        info = None
+    except OSError as exc:
+        return real, "cannot be read (" + exc.strerror + "); " + FIX
+    if info is None:
+        problem = ancestor_problem(real)
+        if problem:
+            return real, problem
+        try:
+            make_private_dir(real, create_parents)
+        except OSError as exc:
+            return real, "cannot be created (" + exc.strerror + "); " + FIX
+        # Resolve again, because in a sticky directory another user may
+        # have created a symlink where a missing directory was.
+        real = os.path.realpath(real)
+        try:
+            info = os.lstat(real)
+        except OSError as exc:
+            return real, "cannot be read (" + exc.strerror + "); " + FIX
+    return real, root_problem(real, info) or ancestor_problem(real)
+
+
+def make_private_dir(path, create_parents):
+    """Create ``path``, and its missing parents if asked, with mode 0700.
+
+    A directory that already exists is left as it is.
+    """
+    if not create_parents:
+        with contextlib.suppress(FileExistsError):
             os.mkdir(path, 0o700)
-    except FileExistsError:
-        pass
-    except OSError as exc:
-        return "cannot be created (" + exc.strerror + ")"
+        return
+    # os.makedirs gives missing parents the mode 0o777 minus the umask,
+    # which may leave them group-writable and so fail ancestor_problem.
+    umask = os.umask(0o077)
     try:
-        info = os.stat(path)
-    except OSError as exc:
-        return "cannot be read (" + exc.strerror + ")"
-    if not stat.S_ISDIR(info.st_mode):
-        return "is not a directory"
-    if hasattr(os, "geteuid") and info.st_uid != os.geteuid():
-        return "is owned by uid " + str(info.st_uid) + ", not by you"
-    if info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        os.makedirs(path, mode=0o700, exist_ok=True)
+    except FileExistsError:
+        pass  # A file is in the way, which root_problem reports.
+    finally:
+        os.umask(umask)
+
+
+def root_problem(path, info):
+    """Return why directory ``path`` with lstat ``info`` is unsafe, or None."""
+    mode = info.st_mode
+    if not stat.S_ISDIR(mode):
+        return "is not a directory; " + FIX
+    writable_by_others = mode & (stat.S_IWGRP | stat.S_IWOTH)
+    if writable_by_others and mode & stat.S_ISVTX:
+        # A shared directory such as /tmp, usually owned by root, where
+        # "chmod go-w" would break every other user of it.
         return (
-            "is writable by group or others (fix: chmod go-w "
-            + path + ")"
+            "is a shared directory (writable by group or others, with the "
+            "sticky bit); create a private directory inside it and set "
+            "SHIV_ROOT to that directory: mkdir -m 700 "
+            + os.path.join(path, "yt-$USER")
+        )
+    if hasattr(os, "geteuid") and info.st_uid != os.geteuid():
+        return "is owned by uid " + str(info.st_uid) + ", not by you; " + FIX
+    if writable_by_others:
+        return (
+            "is writable by group or others (fix: chmod go-w " + path
+            + "); " + FIX
         )
     if not os.access(path, os.W_OK | os.X_OK):
-        return "is not writable"
+        return "is not writable; " + FIX
     if is_noexec(path):
-        return "is on a filesystem mounted noexec"
+        return "is on a filesystem mounted noexec; " + FIX
     return None
+
+
+def ancestor_problem(path):
+    """Return why another user could replace directory ``path``, or None.
+
+    The check is modelled on OpenSSH's StrictModes. Every directory above
+    ``path`` up to / must be owned by root or the current user. It must
+    also not be writable by group or others unless it has the sticky bit,
+    which stops them from renaming entries they do not own. ``path`` must
+    already be resolved by os.path.realpath. Missing directories are
+    skipped, so the check can run before ``path`` is created.
+    """
+    if not hasattr(os, "geteuid"):
+        return None  # Windows has no POSIX owners or mode bits to check.
+    owners = (0, os.geteuid())
+    parent = os.path.dirname(path)
+    while True:
+        try:
+            info = os.lstat(parent)
+        except FileNotFoundError:
+            info = None
+        except OSError as exc:
+            return (
+                "cannot be checked because " + parent + " cannot be read ("
+                + exc.strerror + "); " + FIX
+            )
+        if info is not None and info.st_uid not in owners:
+            return (
+                "is unsafe because " + parent + " is owned by uid "
+                + str(info.st_uid) + ", not by root or you, so that user "
+                "could replace " + path + "; " + FIX
+            )
+        if (info is not None
+                and info.st_mode & (stat.S_IWGRP | stat.S_IWOTH)
+                and not info.st_mode & stat.S_ISVTX):
+            return (
+                "is unsafe because " + parent + " is writable by group or "
+                "others without the sticky bit, so another user could "
+                "replace " + path + " (fix: chmod go-w " + parent + "); "
+                + FIX
+            )
+        grandparent = os.path.dirname(parent)
+        if grandparent == parent:
+            return None
+        parent = grandparent
 
 
 def is_noexec(path):

@@ -399,6 +399,188 @@ def test_pyz_uses_shiv_root(yt_home, tmp_path):
     assert not (yt_home.home / ".shiv").exists()
 
 
+def _rejection_line(result) -> str:
+    """Return the one stderr line of a yt.pyz run that stopped early."""
+    assert result.returncode == 1, result.stdout + result.stderr
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("yt.pyz: error: SHIV_ROOT=")
+    return lines[0]
+
+
+def _extractions(root: Path) -> list[str]:
+    return [path.name for path in root.iterdir()
+            if path.name.startswith("yt.pyz_")]
+
+
+@pytest.mark.parametrize("parent_mode", [0o777, 0o770, 0o703], ids=oct)
+def test_pyz_rejects_shiv_root_in_writable_parent(yt_home, tmp_path,
+                                                  parent_mode):
+    runner = _pyz_runner()
+    parent = tmp_path / "parent"
+    root = parent / "root"
+    root.mkdir(mode=0o700, parents=True)
+    parent.chmod(parent_mode)
+    env = yt_home.env()
+    env["SHIV_ROOT"] = str(root)
+
+    line = _rejection_line(run(runner.command("--version"), env))
+
+    real_parent = os.path.realpath(parent)
+    assert f"SHIV_ROOT={root} " in line
+    assert f" {real_parent} is writable by group or others" in line
+    assert "without the sticky bit" in line
+    assert f"chmod go-w {real_parent})" in line
+    assert list(root.iterdir()) == []
+
+
+def test_pyz_creates_nothing_in_writable_parent(yt_home, tmp_path):
+    runner = _pyz_runner()
+    parent = tmp_path / "parent"
+    parent.mkdir()
+    parent.chmod(0o777)
+    env = yt_home.env()
+    env["SHIV_ROOT"] = str(parent / "missing" / "root")
+
+    line = _rejection_line(run(runner.command("--version"), env))
+
+    assert f" {os.path.realpath(parent)} is writable" in line
+    assert list(parent.iterdir()) == []
+
+
+def test_pyz_checks_parents_of_resolved_shiv_root(yt_home, tmp_path):
+    runner = _pyz_runner()
+    parent = tmp_path / "parent"
+    root = parent / "root"
+    root.mkdir(mode=0o700, parents=True)
+    parent.chmod(0o777)
+    link = tmp_path / "link"
+    link.symlink_to(root)
+    env = yt_home.env()
+    env["SHIV_ROOT"] = str(link)
+
+    line = _rejection_line(run(runner.command("--version"), env))
+
+    assert f"SHIV_ROOT={link} " in line
+    assert f" {os.path.realpath(parent)} is writable" in line
+    assert list(root.iterdir()) == []
+
+
+@pytest.mark.parametrize("mode", [0o1777, 0o1770], ids=oct)
+def test_pyz_sticky_shiv_root_advises_subdirectory(yt_home, tmp_path,
+                                                   mode):
+    """A shared directory like /tmp gets advice to use a subdirectory."""
+    runner = _pyz_runner()
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(mode)
+    env = yt_home.env()
+    env["SHIV_ROOT"] = str(shared)
+
+    line = _rejection_line(run(runner.command("--version"), env))
+
+    assert "is a shared directory" in line
+    assert "private directory inside it" in line
+    assert f"mkdir -m 700 {os.path.realpath(shared)}/yt-$USER" in line
+    assert "chmod" not in line
+    assert list(shared.iterdir()) == []
+
+
+def test_pyz_writable_shiv_root_advises_chmod(yt_home, tmp_path):
+    runner = _pyz_runner()
+    root = tmp_path / "root"
+    root.mkdir()
+    root.chmod(0o777)
+    env = yt_home.env()
+    env["SHIV_ROOT"] = str(root)
+
+    line = _rejection_line(run(runner.command("--version"), env))
+
+    assert "is writable by group or others" in line
+    assert f"chmod go-w {os.path.realpath(root)})" in line
+    assert "mkdir" not in line
+    assert list(root.iterdir()) == []
+
+
+@pytest.mark.parametrize("exists", [True, False])
+def test_pyz_uses_private_dir_in_sticky_parent(yt_home, tmp_path, exists):
+    runner = _pyz_runner()
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o1777)
+    root = shared / "mine"
+    if exists:
+        root.mkdir(mode=0o700)
+    env = yt_home.env()
+    env["SHIV_ROOT"] = str(root)
+
+    result = run(runner.command("--version"), env)
+
+    assert result.returncode == 0, result.stderr
+    assert root.stat().st_mode & 0o777 == 0o700
+    assert len(_extractions(root)) == 1
+    assert not (yt_home.home / ".shiv").exists()
+
+
+def test_pyz_creates_missing_parents_private(yt_home, tmp_path):
+    """Parents made for SHIV_ROOT get mode 0700 whatever the umask."""
+    runner = _pyz_runner()
+    top = tmp_path / "top"
+    root = top / "middle" / "root"
+    env = yt_home.env()
+    env["SHIV_ROOT"] = str(root)
+
+    result = run(runner.command("--version"), env,
+                 preexec_fn=lambda: os.umask(0o002))
+
+    assert result.returncode == 0, result.stderr
+    for directory in (top, top / "middle", root):
+        assert directory.stat().st_mode & 0o777 == 0o700, directory
+    assert len(_extractions(root)) == 1
+
+
+@pytest.mark.parametrize("shiv_exists", [False, True])
+def test_pyz_skips_home_in_writable_dir(yt_home, tmp_path, shiv_exists):
+    """~/.shiv is not used when others could replace it."""
+    runner = _pyz_runner()
+    home_shiv = yt_home.home / ".shiv"
+    if shiv_exists:
+        home_shiv.mkdir(mode=0o700)
+    yt_home.home.chmod(0o777)
+    runtime_dir = tmp_path / "runtime"
+    runtime_dir.mkdir(mode=0o700)
+    env = yt_home.env()
+    env["XDG_RUNTIME_DIR"] = str(runtime_dir)
+
+    result = run(runner.command("--version"), env)
+
+    assert result.returncode == 0, result.stderr
+    assert _source_version() in result.stdout
+    assert len(_extractions(runtime_dir / "yt-pyz")) == 1
+    if shiv_exists:
+        assert list(home_shiv.iterdir()) == []
+    else:
+        assert not home_shiv.exists()
+
+
+def test_pyz_writable_home_falls_back_to_tmp(yt_home, tmp_path):
+    """With ~/.shiv unsafe and no XDG_RUNTIME_DIR, a temporary dir is used."""
+    runner = _pyz_runner()
+    yt_home.home.chmod(0o777)
+    tmp = tmp_path / "tmp"
+    tmp.mkdir(mode=0o700)
+    env = yt_home.env()
+    env.pop("XDG_RUNTIME_DIR", None)
+    env["TMPDIR"] = str(tmp)
+
+    result = run(runner.command("--version"), env)
+
+    assert result.returncode == 0, result.stderr
+    assert _source_version() in result.stdout
+    assert not (yt_home.home / ".shiv").exists()
+    assert list(tmp.iterdir()) == []
+
+
 @pytest.mark.slow
 def test_pyz_build_is_reproducible(tmp_path):
     """Two builds from the same inputs give byte-identical pyz files."""
@@ -663,6 +845,25 @@ def test_pyz_noexec_tmp_names_shiv_root(throwaway_user, shared_dir,
     result = run(throwaway_user.command([python, pyz, "issues", "list"]),
                  env)
     assert_lists_issues(result, fake_server)
+
+
+@needs_root
+def test_pyz_rejects_shiv_root_in_other_users_dir(throwaway_user, yt_home,
+                                                   tmp_path):
+    runner = _pyz_runner()
+    other = tmp_path / "other"
+    other.mkdir(mode=0o755)
+    root = other / "root"
+    root.mkdir(mode=0o700)
+    os.chown(other, throwaway_user.uid, throwaway_user.gid)
+    env = yt_home.env()
+    env["SHIV_ROOT"] = str(root)
+
+    line = _rejection_line(run(runner.command("--version"), env))
+
+    assert (f" {os.path.realpath(other)} is owned by uid "
+            f"{throwaway_user.uid}, not by root or you") in line
+    assert list(root.iterdir()) == []
 
 
 @needs_root
