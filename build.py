@@ -726,12 +726,33 @@ def bytecode(name: str, source: bytes) -> bytes:
         return compiled.read_bytes()
 
 
+# Name of the inner archive that holds shiv's site-packages entries.  It
+# must match SITE_PACKAGES_ARCHIVE in packaging/pyz_launcher.py.
+SITE_PACKAGES_ARCHIVE = "site-packages.zip"
+
+
+def _normalized(info: zipfile.ZipInfo, date_time, compress_type):
+    """Return a ZipInfo like info's with fixed time, system and mode."""
+    mode = info.external_attr >> 16
+    entry = zipfile.ZipInfo(info.filename, date_time)
+    entry.create_system = 3  # Unix, so the modes apply
+    entry.compress_type = compress_type
+    perms = 0o755 if mode & stat.S_IXUSR else 0o644
+    entry.external_attr = (stat.S_IFREG | perms) << 16
+    return entry
+
+
 def rewrite_pyz(raw: Path, output: Path, main_source: bytes) -> None:
     """Copy shiv's archive with our __main__.py and launcher added.
 
-    Both also go in as bytecode for this Python.  Entries keep shiv's
-    order and timestamp; modes are normalized, so the result depends only
-    on the inputs and the Python that runs this script.
+    Both also go in as bytecode for this Python, stored uncompressed, so
+    that a start needs no zlib.  shiv's site-packages entries move into
+    one inner archive: Python reads the whole table of contents of the
+    outer archive on every start, in pure Python, and a few hundred
+    entries cost about a millisecond.  The launcher unpacks the inner
+    archive on the first run.  Entries keep shiv's order and timestamp
+    and modes are normalized, so the result depends only on the inputs
+    and the Python that runs this script.
     """
     with zipfile.ZipFile(raw) as source:
         sources = {
@@ -745,6 +766,15 @@ def rewrite_pyz(raw: Path, output: Path, main_source: bytes) -> None:
         entries = [(info, source.read(info)) for info in source.infolist()
                    if info.filename not in extra]
     date_time = entries[0][0].date_time
+    inner = io.BytesIO()
+    with zipfile.ZipFile(inner, "w") as packed:
+        for info, data in entries:
+            if info.filename.startswith("site-packages/"):
+                packed.writestr(
+                    _normalized(info, date_time, zipfile.ZIP_DEFLATED), data)
+    extra[SITE_PACKAGES_ARCHIVE] = inner.getvalue()
+    entries = [(info, data) for info, data in entries
+               if not info.filename.startswith("site-packages/")]
     entries += [(zipfile.ZipInfo(name, date_time), data)
                 for name, data in sorted(extra.items())]
     temporary = output.with_name(output.name + ".tmp")
@@ -752,17 +782,10 @@ def rewrite_pyz(raw: Path, output: Path, main_source: bytes) -> None:
         stream.write(f"#!{SHEBANG}\n".encode())
         with zipfile.ZipFile(stream, "w") as archive:
             for info, data in entries:
-                mode = info.external_attr >> 16
-                entry = zipfile.ZipInfo(info.filename, date_time)
-                entry.create_system = 3  # Unix, so the modes apply
-                # Every start reads the files added here; stored as they
-                # are, they need no zlib.  The rest is read once, to unpack.
-                entry.compress_type = (
-                    zipfile.ZIP_STORED if info.filename in extra
-                    else zipfile.ZIP_DEFLATED)
-                perms = 0o755 if mode & stat.S_IXUSR else 0o644
-                entry.external_attr = (stat.S_IFREG | perms) << 16
-                archive.writestr(entry, data)
+                compress_type = (zipfile.ZIP_STORED if info.filename in extra
+                                 else zipfile.ZIP_DEFLATED)
+                archive.writestr(
+                    _normalized(info, date_time, compress_type), data)
     temporary.chmod(0o755)
     os.replace(temporary, output)
 

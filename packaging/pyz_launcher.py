@@ -71,6 +71,8 @@ PLAIN_BUILD = {
 
 # build.py replaces the next line with the settings of environment.json.
 BUILD = None
+# The inner archive of build.py that holds the bundled site-packages.
+SITE_PACKAGES_ARCHIVE = "site-packages.zip"
 
 
 class LauncherError(Exception):
@@ -335,13 +337,28 @@ def prepare_extraction(archive, root):
                 bundle.read("environment.json").decode())
             if env.force_extract or not os.path.exists(site_packages):
                 _bootstrap.extract_site_packages(
-                    bundle, Path(target), env.compile_pyc,
-                    env.compile_workers, env.force_extract,
+                    site_packages_archive(bundle), Path(target),
+                    env.compile_pyc, env.compile_workers, env.force_extract,
                 )
         # Extracted once above; keep shiv's bootstrap from doing it again.
         os.environ.pop(Environment.FORCE_EXTRACT, None)
     remove_old_builds(root, name, build_id)
     return site_packages if plain else None
+
+
+def site_packages_archive(bundle):
+    """Return the zip archive that holds the site-packages entries.
+
+    build.py packs them into one inner archive, so that Python reads a
+    short table of contents on every start; shiv's bootstrap extracts
+    the entries under site-packages/ from whichever archive it gets.
+    """
+    if SITE_PACKAGES_ARCHIVE not in bundle.namelist():
+        return bundle
+    import io
+    import zipfile
+
+    return zipfile.ZipFile(io.BytesIO(bundle.read(SITE_PACKAGES_ARCHIVE)))
 
 
 def read_environment(archive, resolved):

@@ -13,6 +13,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import importlib.util
+import io
 import json
 import os
 import re
@@ -321,11 +322,19 @@ def test_pyz_warm_start_uses_bytecode_and_no_json(yt_home):
     """
     pyz = require_artifact(build.PYZ_NAME)
     with zipfile.ZipFile(pyz) as archive:
+        names = archive.namelist()
         stored = {info.filename: info.compress_type
                   for info in archive.infolist() if "/" not in info.filename}
+        inner = zipfile.ZipFile(io.BytesIO(
+            archive.read(build.SITE_PACKAGES_ARCHIVE))).namelist()
     for name in ("__main__.py", "__main__.pyc", "_yt_launcher.py",
-                 "_yt_launcher.pyc"):
+                 "_yt_launcher.pyc", build.SITE_PACKAGES_ARCHIVE):
         assert stored.get(name) == zipfile.ZIP_STORED, stored
+    # Python reads the outer table of contents on every start.
+    assert len(names) < 20, names
+    assert not [name for name in names if name.startswith("site-packages/")]
+    assert "site-packages/yt.py" in inner
+    assert "site-packages/keyring/__init__.py" in inner
     env = yt_home.env()
     assert run([sys.executable, str(pyz), "--version"], env).returncode == 0
 
