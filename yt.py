@@ -2043,13 +2043,20 @@ class KeyringStore:
         variable, which sets an attribute such as scheme or
         preferred_collection on keyring's backend.
         """
-        if self.env.get("PYTHON_KEYRING_BACKEND"):
+        name = self.env.get("PYTHON_KEYRING_BACKEND")
+        if name:
             _import_keyring()
             import keyring.core
 
-            return keyring.core.load_keyring(
-                self.env["PYTHON_KEYRING_BACKEND"]
-            )
+            try:
+                return keyring.core.load_keyring(name)
+            except Exception as exc:
+                raise RuntimeError(
+                    f"PYTHON_KEYRING_BACKEND={name} cannot be loaded "
+                    f"({type(exc).__name__}: {exc}); set it to a class "
+                    f"such as keyring.backends.SecretService.Keyring, or "
+                    f"unset it"
+                ) from None
         configured = self._has_rc_file() or any(
             name.startswith("KEYRING_PROPERTY_") for name in self.env)
         if (sys.platform.startswith("linux") and not configured
@@ -2059,6 +2066,8 @@ class KeyringStore:
                     "no D-Bus session bus (DBUS_SESSION_BUS_ADDRESS unset)"
                 )
             backend = SecretServiceBackend()
+            # Named even when the check fails, for doctor's report.
+            self.backend_name = backend.label
             backend.check()
             return backend
         return _import_keyring().get_keyring()
@@ -2315,9 +2324,17 @@ def _backend_label(backend) -> str:
 
 
 def _describe_keyring_error(exc) -> str:
+    """Return the first line of a keyring error, masked and escaped.
+
+    yt's own messages are RuntimeErrors and complete sentences; other
+    errors come from keyring, secretstorage or jeepney, and their class
+    name often says more than their text.
+    """
     text = str(exc).strip().splitlines()
     detail = text[0] if text else type(exc).__name__
-    return escape_control(mask(f"{type(exc).__name__}: {detail}"))[:200]
+    if type(exc) is not RuntimeError:
+        detail = f"{type(exc).__name__}: {detail}"
+    return escape_control(mask(detail))[:200]
 
 
 class LegacyFileStore:

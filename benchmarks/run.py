@@ -610,7 +610,8 @@ def bench_keyring(bench: Bench, report: Report) -> None:
     keyring_cost = timings["keyring"]
     report.add(section, "import keyring; keyring.get_keyring()",
                f"{keyring_cost.ms()} = "
-               f"{keyring_cost.median / base.median:.2f}x bare")
+               f"{paired_ratio(keyring_cost.samples, base.samples):.2f}"
+               f"x bare")
     status = timings["status"]
     share = paired_ratio(status.samples, keyring_cost.samples)
     report.add(section, "token-status, token in keyring",
