@@ -1440,7 +1440,7 @@ class AuditLog:
     def _tail_bytes(self, size: int) -> bytes:
         """Return the whole lines among the last size bytes of the log.
 
-        The window grows until it holds at least one whole line, so a
+        The window grows until it contains a whole line, so a
         last line longer than size comes back whole instead of not at
         all.  A torn last line, without its newline, is kept.
         """
