@@ -235,12 +235,22 @@ def require_module(name: str, purpose: str):
 
     try:
         return importlib.import_module(name)
-    except ImportError:
+    except ImportError as exc:
         package = name.split(".")[0]
+        missing = getattr(exc, "name", None)
+        if missing is not None and missing.split(".")[0] == package:
+            raise MissingDependencyError(
+                f"{purpose} needs the Python package '{package}', which "
+                f"this build does not include; use the full build (yt.pyz "
+                f"or the yt executable) or run: pip install {package}"
+            ) from None
+        # The package is there, but it or a module it needs fails to load.
+        detail = " ".join(str(exc).split())[:200]
         raise MissingDependencyError(
-            f"{purpose} needs the Python package '{package}', which this "
-            f"build does not include; use the full build (yt.pyz or the "
-            f"yt executable) or run: pip install {package}"
+            f"{purpose} needs the Python package '{package}', which is "
+            f"installed but cannot be loaded ({type(exc).__name__}: "
+            f"{detail}); reinstall it, or for yt.pyz run it once with "
+            f"SHIV_FORCE_EXTRACT=1 to unpack it again"
         ) from None
 
 
@@ -1179,6 +1189,18 @@ def _recovery_problem(entry: dict):
             f"seq {entry['seq']} was appended when the state file was "
             f"missing, so removal of entries before it cannot be ruled out"
         )
+    if entry.get("state_damaged"):
+        return (
+            f"seq {entry['seq']} was appended when the state file was "
+            f"damaged or edited, so removal of entries before it cannot be "
+            f"ruled out"
+        )
+    if entry.get("skipped_bad_lines"):
+        return (
+            f"seq {entry['seq']} was appended after "
+            f"{entry['skipped_bad_lines']} line(s) that were not audit "
+            f"entries, which were removed since"
+        )
     return None
 
 
@@ -1346,8 +1368,14 @@ class AuditLog:
         with file_lock(self.lock_path):
             has_state = os.path.exists(self.state_path)
             key = self._key(create=not has_state)
-            state = self._read_state(key) if has_state else None
-            last, notes = self._chain_head(key, state)
+            try:
+                state = self._read_state(key) if has_state else None
+                state_damaged = False
+            except AuditIntegrityError:
+                # Like a bad last line, a damaged state file must not stop
+                # the audit log: the new entry records it instead.
+                state, state_damaged = None, True
+            last, notes = self._chain_head(key, state, state_damaged)
             if state is None:
                 state = {"first_seq": last and self._first_seq(), "tls": None,
                          "count": self._count_lines() if last else 0}
@@ -1394,8 +1422,12 @@ class AuditLog:
         finally:
             os.close(fd)
 
-    def _chain_head(self, key, state):
-        """Return (last good entry, notes) and repair a torn last line."""
+    def _chain_head(self, key, state, state_damaged=False):
+        """Return (last good entry, notes) and repair a torn last line.
+
+        state is None when the state file is missing, or damaged as
+        state_damaged tells.
+        """
         notes = {}
         tail = self._tail_bytes(65536)
         if tail and not tail.endswith(b"\n"):
@@ -1407,26 +1439,44 @@ class AuditLog:
             )
             tail = self._tail_bytes(65536)
         lines = tail.splitlines()
+        if state_damaged:
+            notes["state_damaged"] = True
+            log.warning(
+                "audit state %s is damaged or was edited; the new entry "
+                "records it; run: yt security audit --verify",
+                self.state_path,
+            )
         if not lines:
             if state and state.get("last_seq"):
                 notes["state_mismatch"] = "log empty but state has entries"
             return None, notes
         last = _chain_entry(lines[-1])
         if last is None:
-            raise AuditIntegrityError(
-                f"the last line of the audit log {self.path} is not an "
-                f"audit entry, so no entry can follow it; run: yt security "
-                f"audit --verify, then start a new log with: yt security "
-                f"clear-audit --force"
+            # Refusing to append would let one bad line stop the audit
+            # log for good.  The new entry follows the last valid one
+            # instead, and --verify keeps failing on the bad lines.
+            last, skipped = self._last_valid_entry()
+            if last is None:
+                raise AuditIntegrityError(
+                    f"the audit log {self.path} contains no audit entry "
+                    f"that a new one could follow; keep a copy of it for "
+                    f"inspection, then start a new log with: yt security "
+                    f"clear-audit --force"
+                )
+            notes["skipped_bad_lines"] = skipped
+            log.warning(
+                "audit log %s ends in %d line(s) that are not audit "
+                "entries; the new entry follows the last valid one; run: "
+                "yt security audit --verify", self.path, skipped,
             )
-        if state is None:
+        if state is None and not state_damaged:
             notes["state_recovered"] = True
             log.warning(
                 "audit state %s was missing; continuing the chain from the "
                 "last entry; run: yt security audit --verify",
                 self.state_path,
             )
-        elif not _follows_state(last, state):
+        elif state is not None and not _follows_state(last, state):
             notes["state_mismatch"] = (
                 f"the log ended at seq {last['seq']}, the state recorded "
                 f"seq {state.get('last_seq')}"
@@ -1436,6 +1486,23 @@ class AuditLog:
                 "run: yt security audit --verify", self.path,
             )
         return last, notes
+
+    def _last_valid_entry(self):
+        """Return (last entry in the log, number of lines after it).
+
+        The entry is None when no line of the log is an entry.
+        """
+        total = os.path.getsize(self.path)
+        size = 65536
+        while True:
+            lines = self._tail_bytes(size).splitlines()
+            for skipped, line in enumerate(reversed(lines)):
+                entry = _chain_entry(line)
+                if entry is not None:
+                    return entry, skipped
+            if size >= total:
+                return None, len(lines)
+            size *= 4
 
     def _tail_bytes(self, size: int) -> bytes:
         """Return the whole lines among the last size bytes of the log.
@@ -2245,7 +2312,17 @@ class SecretServiceBackend:
             SecretServiceNotAvailableException,
         )
 
-        connection = secretstorage.dbus_init()
+        try:
+            connection = secretstorage.dbus_init()
+        except (OSError, ValueError,
+                SecretServiceNotAvailableException) as exc:
+            address = os.environ.get("DBUS_SESSION_BUS_ADDRESS", "")
+            detail = " ".join(str(exc).split()) or type(exc).__name__
+            raise RuntimeError(
+                f"cannot connect to the D-Bus session bus at {address} "
+                f"({detail}); check DBUS_SESSION_BUS_ADDRESS, or unset it "
+                f"where no desktop session runs"
+            ) from None
         try:
             try:
                 # Without a path, Collection opens the "default" alias.
@@ -2260,9 +2337,9 @@ class SecretServiceBackend:
                 collection = None
             if collection is not None and collection.is_locked():
                 raise RuntimeError(
-                    "the Secret Service collection is locked; unlock it "
-                    "(log in to the desktop, or gnome-keyring-daemon "
-                    "--unlock)"
+                    "the Secret Service collection is locked; unlock it in "
+                    "the desktop's password manager, or log in to the "
+                    "desktop session again"
                 )
             yield collection
         except SecretServiceNotAvailableException as exc:
@@ -2334,7 +2411,13 @@ def _describe_keyring_error(exc) -> str:
     detail = text[0] if text else type(exc).__name__
     if type(exc) is not RuntimeError:
         detail = f"{type(exc).__name__}: {detail}"
-    return escape_control(mask(detail))[:200]
+    if type(exc).__name__ == "KeyringLocked":
+        detail += ("; unlock the keyring in the desktop's password manager, "
+                   "or log in to the desktop session again")
+    detail = escape_control(mask(detail))
+    if len(detail) > 500:
+        detail = detail[:500].rsplit(" ", 1)[0] + " ..."
+    return detail
 
 
 class LegacyFileStore:
@@ -5194,7 +5277,7 @@ def build_parser(words=None):
                     "audit log, encrypted credentials and masking.",
         epilog="Exit codes: 0 ok, 1 error, 2 usage, 3 authentication, "
                "4 not found, 5 network or TLS, 6 audit log verification, "
-               "130 interrupted, 143 terminated.",
+               "129 hung up, 130 interrupted, 143 terminated.",
     )
     parser.add_argument("--version", action="version",
                         version=f"yt {__version__}")
@@ -5350,7 +5433,7 @@ def main(argv=None) -> int:
     except (KeyboardInterrupt, _Terminated) as exc:
         _ignore_interrupts()
         status = "interrupted"
-        code = 143 if isinstance(exc, _Terminated) else 130
+        code = 128 + exc.signum if isinstance(exc, _Terminated) else 130
         output.stderr.write("\nyt: interrupted\n")
     except BrokenPipeError:
         # A reader such as head closed the pipe; that is not an error.
@@ -5393,7 +5476,14 @@ def main(argv=None) -> int:
 
 
 class _Terminated(Exception):
-    """Raised by the SIGTERM handler, so the command is audited; exit 143."""
+    """Raised by the SIGTERM and SIGHUP handler, so the command is audited.
+
+    yt then exits with 128 plus the signal number: 143 or 129.
+    """
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
 
 
 def _on_signal(signum, frame):
@@ -5401,36 +5491,52 @@ def _on_signal(signum, frame):
 
     A terminal sends Ctrl-C to the whole process group, and the
     PyInstaller bootloader forwards it too, so a second SIGINT often
-    follows the first.  Ignoring both signals before raising means the
+    follows the first.  Ignoring the signals before raising means the
     second cannot cut short the handling of the first.
     """
     _ignore_interrupts()
     import signal
 
-    if signum == signal.SIGTERM:
-        raise _Terminated()
-    raise KeyboardInterrupt()
+    if signum == signal.SIGINT:
+        raise KeyboardInterrupt()
+    raise _Terminated(signum)
+
+
+def _termination_signals() -> list:
+    """Return SIGINT, SIGTERM and, where it exists, SIGHUP."""
+    import signal
+
+    numbers = [signal.SIGINT, signal.SIGTERM]
+    if hasattr(signal, "SIGHUP"):
+        numbers.append(signal.SIGHUP)
+    return numbers
 
 
 def _catch_termination() -> dict:
-    """Install _on_signal for SIGINT and SIGTERM; return the old handlers."""
+    """Install _on_signal for the termination signals; return old handlers.
+
+    A SIGHUP that is already ignored, as under nohup, stays ignored.
+    """
     import signal
 
     handlers = {}
     with contextlib.suppress(ValueError, AttributeError):
         # ValueError: signals can be handled in the main thread only.
-        for number in (signal.SIGINT, signal.SIGTERM):
+        for number in _termination_signals():
+            if (number != signal.SIGINT and number != signal.SIGTERM
+                    and signal.getsignal(number) == signal.SIG_IGN):
+                continue
             handlers[number] = signal.signal(number, _on_signal)
     return handlers
 
 
 def _ignore_interrupts() -> None:
-    """Ignore SIGINT and SIGTERM while the audit entry is written."""
+    """Ignore the termination signals while the audit entry is written."""
     import signal
 
     with contextlib.suppress(ValueError, AttributeError):
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        for number in _termination_signals():
+            signal.signal(number, signal.SIG_IGN)
 
 
 def _restore_signals(handlers: dict) -> None:

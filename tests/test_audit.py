@@ -203,7 +203,10 @@ def test_audit_written_after_command(cli, yt_home):
     assert read_entries(yt_home)[-1]["command"] == "security audit"
 
 
-def test_audit_interrupted_by_sigint(yt_home, server):
+@pytest.mark.parametrize(("signum", "code"), [
+    (signal.SIGINT, 130), (signal.SIGTERM, 143), (signal.SIGHUP, 129),
+])
+def test_audit_interrupted_by_signal(yt_home, server, signum, code):
     server.fail_next("delay", seconds=10)
     env = dict(
         yt_home.env(),
@@ -225,19 +228,19 @@ def test_audit_interrupted_by_sigint(yt_home, server):
         while not server.requests and time.monotonic() < deadline:
             time.sleep(0.02)
         assert server.requests, "yt never reached the server"
-        process.send_signal(signal.SIGINT)
+        process.send_signal(signum)
         out, err = process.communicate(timeout=20)
     finally:
         if process.poll() is None:
             process.kill()
             process.wait()
-    assert process.returncode == 130
+    assert process.returncode == code
     assert "interrupted" in err
     assert "Traceback" not in err
     entry = read_entries(yt_home)[-1]
     assert entry["command"] == "issues list"
     assert entry["status"] == "interrupted"
-    assert entry["exit_code"] == 130
+    assert entry["exit_code"] == code
 
 
 # ------------------------------------------------------------- masking
@@ -589,11 +592,35 @@ def test_verify_other_key(cli, yt_home, six_entries):
 def test_verify_garbage_last_line(cli, yt_home, six_entries):
     with log_path(yt_home).open("ab") as handle:
         handle.write(b"[1, 2]\n")
+
     result = cli(*STATUS, env=ENV)
+    verified = verify(cli)
+
     assert result.code == 0
     assert "Traceback" not in result.err
-    assert result.err.count("was not written") == 1
-    assert verify(cli).code == 6
+    assert result.err.count("ends in 1 line(s) that are not audit") == 1
+    assert verified.code == 6
+    assert "line 7: line is not an audit entry" in verified.err
+    # The entry written after the bad line follows the last valid one.
+    lines = read_lines(yt_home)
+    entry = json.loads(lines[7])
+    assert entry["seq"] == 7
+    assert entry["prev"] == json.loads(lines[5])["mac"]
+    assert entry["skipped_bad_lines"] == 1
+
+
+def test_verify_removed_garbage_line(cli, yt_home, six_entries):
+    with log_path(yt_home).open("ab") as handle:
+        handle.write(b"[1, 2]\n")
+    assert cli(*STATUS, env=ENV).code == 0
+    lines = read_lines(yt_home)
+    write_lines(yt_home, lines[:6] + lines[7:])
+
+    result = verify(cli)
+
+    assert result.code == 6
+    assert ("seq 7 was appended after 1 line(s) that were not audit "
+            "entries, which were removed since") in result.err
 
 
 def test_verify_state_one_entry_behind(cli, yt_home, six_entries):
@@ -1083,7 +1110,8 @@ def test_non_ascii_mac_last_line(cli, yt_home, six_entries):
     assert "Traceback" not in verified.err
     assert appended.code == 0
     assert "Traceback" not in appended.err
-    assert "audit log was not written" in appended.err
+    # --verify's own entry followed the last valid line, with a warning.
+    assert "ends in 1 line(s) that are not audit entries" in verified.err
 
 
 # ------------------------------------------- long and deeply nested lines
@@ -1129,8 +1157,7 @@ def test_deeply_nested_last_line(cli, yt_home, six_entries):
 
     assert status.code == 0, status.err
     assert "Traceback" not in status.err
-    assert "the audit log was not written" in status.err
-    assert "is not an audit entry" in status.err
+    assert "ends in 1 line(s) that are not audit entries" in status.err
     assert result.code == 6, result.err
     assert "line 7: line is not an audit entry" in result.err
     assert "Traceback" not in result.err

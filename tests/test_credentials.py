@@ -625,7 +625,8 @@ def _shadow_package(tmp_path, name: str):
     package = root / name
     package.mkdir(parents=True)
     (package / "__init__.py").write_text(
-        f"raise ImportError('{name} is hidden for this test')\n"
+        f"raise ModuleNotFoundError('{name} is hidden for this test', "
+        f"name='{name}')\n"
     )
     return root
 
@@ -652,6 +653,31 @@ def test_missing_cryptography_login(run_yt, server, yt_home, tmp_path):
     assert "Traceback" not in result.stderr
     assert not enc_path(yt_home).exists()
     assert_no_token(result.stderr)
+
+
+def test_broken_cryptography_login(run_yt, server, yt_home, tmp_path):
+    # An import error that names no missing module: a damaged binding.
+    root = tmp_path / "shadow"
+    (root / "cryptography").mkdir(parents=True)
+    (root / "cryptography" / "__init__.py").write_text(
+        "raise ImportError('cannot load _rust binding: invalid ELF header')\n"
+    )
+
+    result = run_yt(
+        "auth", "login", "--base-url", server.url, "--token-stdin",
+        input=DEFAULT_TOKEN, env={"PYTHONPATH": root},
+    )
+
+    assert result.returncode == 1, result.stderr
+    assert _error_lines(result.stderr) == [
+        "yt: error: the encrypted credential file needs the Python package "
+        "'cryptography', which is installed but cannot be loaded "
+        "(ImportError: cannot load _rust binding: invalid ELF header); "
+        "reinstall it, or for yt.pyz run it once with SHIV_FORCE_EXTRACT=1 "
+        "to unpack it again"
+    ]
+    assert "Traceback" not in result.stderr
+    assert not enc_path(yt_home).exists()
 
 
 def test_missing_cryptography_read(cli, run_yt, server, yt_home, tmp_path):

@@ -740,13 +740,23 @@ def test_audit_state_damaged_warns(cli, api, yt_home):
     state.write_text("not json\n")
 
     result = cli("issues", "list")
+    verified = cli("security", "audit", "--verify")
 
     assert result.code == 0
     assert "DEMO-1" in result.out
     assert_one_warning(
-        result.err, "audit log was not written", str(state),
-        "clear-audit --force",
+        result.err, str(state), "is damaged or was edited",
+        "the new entry records it",
     )
+    # The first entry written after the damage carries the note; with no
+    # state to compare, that is a new TLS baseline before the command.
+    noted = [entry for entry in audit_entries(yt_home)
+             if entry.get("state_damaged")]
+    assert len(noted) == 1
+    assert noted[0]["event"] == "tls_config"
+    assert verified.code == 6
+    assert "was appended when the state file was damaged or edited" in (
+        verified.err)
 
 
 def test_audit_state_damaged_keeps_exit_code(cli, api, yt_home):
@@ -760,7 +770,8 @@ def test_audit_state_damaged_keeps_exit_code(cli, api, yt_home):
     lines = result.err.splitlines()
     assert len(lines) == 2, result.err
     assert lines[0].startswith("yt: error: ")
-    assert "clear-audit --force" in lines[1]
+    assert "is damaged or was edited" in lines[1]
+    assert audit_entries(yt_home)[-1]["exit_code"] == 4
 
 
 def test_audit_data_dir_unwritable_warns(cli, api, yt_home):

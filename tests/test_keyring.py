@@ -502,7 +502,8 @@ def test_missing_keyring_package_falls_back(
     for name in ("keyring", "secretstorage"):
         (root / name).mkdir(parents=True)
         (root / name / "__init__.py").write_text(
-            f"raise ImportError('{name} is hidden for this test')\n"
+            f"raise ModuleNotFoundError('{name} is hidden for this test', "
+            f"name='{name}')\n"
         )
     env = {"PYTHONPATH": root}
 
@@ -533,7 +534,8 @@ def test_missing_both_packages(run_yt, server, yt_home, tmp_path):
     for name in ("keyring", "cryptography"):
         (root / name).mkdir(parents=True)
         (root / name / "__init__.py").write_text(
-            f"raise ImportError('{name} is hidden for this test')\n"
+            f"raise ModuleNotFoundError('{name} is hidden for this test', "
+            f"name='{name}')\n"
         )
 
     result = run_yt("auth", "login", "--base-url", server.url,
@@ -602,7 +604,8 @@ def test_secretstorage_without_keyring_package(
     shadow = tmp_path / "shadow" / "keyring"
     shadow.mkdir(parents=True)
     (shadow / "__init__.py").write_text(
-        "raise ImportError('keyring is hidden for this test')\n"
+        "raise ModuleNotFoundError('keyring is hidden for this test', "
+        "name='keyring')\n"
     )
     env = {"PYTHONPATH": shadow.parent,
            "DBUS_SESSION_BUS_ADDRESS": os.environ["DBUS_SESSION_BUS_ADDRESS"]}
@@ -762,3 +765,24 @@ def test_logout_reports_keyring_removal_when_file_fails(
     [logout] = [entry for entry in entries
                 if entry.get("action") == "logout"]
     assert logout["removed"] == ["keyring"]
+
+
+@pytest.mark.parametrize("address", ["unix:path=/nonexistent/bus",
+                                     "garbage"])
+def test_unreachable_bus_named(run_yt, server, yt_home, address):
+    env = {"DBUS_SESSION_BUS_ADDRESS": address,
+           "PYTHON_KEYRING_BACKEND": None}
+
+    result = run_yt("auth", "login", "--base-url", server.url,
+                    "--token-stdin", input=DEFAULT_TOKEN, env=env)
+
+    assert result.returncode == 0, result.stderr
+    [line] = [line for line in result.stderr.splitlines()
+              if line.startswith("Keyring unavailable")]
+    assert line.startswith(
+        f"Keyring unavailable: cannot connect to the D-Bus session bus at "
+        f"{address} (")
+    assert line.endswith("check DBUS_SESSION_BUS_ADDRESS, or unset it where "
+                         "no desktop session runs")
+    assert encrypted_tokens(yt_home) == {server.url: DEFAULT_TOKEN}
+    assert_no_traceback(result.stderr)
