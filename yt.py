@@ -3784,6 +3784,10 @@ def terminal_width(env) -> int:
     return columns or shutil.get_terminal_size((100, 24)).columns
 
 
+# Widest column that Table pads to when it writes to a pipe or file.
+_UNCUT_COLUMN_WIDTH = 80
+
+
 class Table:
     """Columns fitted to the terminal; long cells end in an ellipsis.
 
@@ -3812,6 +3816,10 @@ class Table:
             widths[self.flexible] = max(
                 10, min(widths[self.flexible], self.width - others - gap)
             )
+        else:
+            # Without a terminal, cells are never cut.  One long cell then
+            # pushes its row out instead of padding every row to its size.
+            widths = [min(width, _UNCUT_COLUMN_WIDTH) for width in widths]
         self.widths = widths
 
     def _cell(self, text: str, width: int) -> str:

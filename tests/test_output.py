@@ -450,3 +450,16 @@ def test_ctrl_c_exits_130(api, yt_home):
     last = json.loads(audit.read_text().splitlines()[-1])
     assert last["status"] == "interrupted"
     assert last["exit_code"] == 130
+
+
+def test_piped_table_pads_to_cap():
+    stream = io.StringIO()
+    output = yt.Output(stream, stream, {})
+    long_cell = "x" * 5000
+
+    yt.Table(output, ["ARGS", "STATUS"], flexible=0).rows(
+        [[long_cell, "ok"], ["short", "ok"]])
+
+    lines = stream.getvalue().splitlines()
+    assert lines[1] == long_cell + "  ok"
+    assert lines[2] == "short".ljust(80) + "  ok"
