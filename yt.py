@@ -4829,6 +4829,26 @@ def _path_state(path: str, private: bool) -> dict:
     return item
 
 
+def _key_file_state(path: str) -> dict:
+    """Return _path_state of a key file, failed if its content is bad."""
+    import base64
+
+    item = _path_state(path, True)
+    if item["exists"] and item["status"] != "fail":
+        try:
+            with open(path, "rb") as handle:
+                raw = handle.read(1024)
+            valid = len(base64.b64decode(raw.strip(), validate=True)) == 32
+        except (OSError, ValueError):
+            valid = False
+        if not valid:
+            item.update(status="fail", detail=(
+                "damaged (expected 32 bytes in base64); restore it from a "
+                "backup"
+            ))
+    return item
+
+
 def _doctor_checks(ctx: Context) -> dict:
     import platform
 
@@ -4852,7 +4872,15 @@ def _doctor_checks(ctx: Context) -> dict:
         "data_dir": _path_state(ctx.data_path, True),
     }
     for name in ("credentials.key", "audit.key"):
-        paths[name] = _path_state(os.path.join(ctx.config_path, name), True)
+        paths[name] = _key_file_state(os.path.join(ctx.config_path, name))
+    if not paths["audit.key"]["exists"] and os.path.exists(
+        os.path.join(ctx.data_path, "audit.jsonl")
+    ):
+        paths["audit.key"].update(status="fail", detail=(
+            "missing while the audit log exists, so the log cannot be "
+            "verified; restore the key, or start a new log with: yt "
+            "security clear-audit --force"
+        ))
     paths["credentials.enc"] = _path_state(
         os.path.join(ctx.data_path, "credentials.enc"), True)
     if settings.file_error is not None:

@@ -356,6 +356,26 @@ def test_doctor_audit_tampered(cli, yt_home):
     assert "NOT verified" in text.out
 
 
+def test_doctor_damaged_audit_key(cli, yt_home):
+    assert cli("config", "list").code == 0
+    (yt_home.config_dir / "audit.key").write_bytes(b"bm90IGEga2V5\n")
+
+    item = doctor_json(cli, code=1)["paths"]["audit.key"]
+
+    assert item["status"] == "fail"
+    assert item["detail"].startswith("damaged (expected 32 bytes in base64)")
+
+
+def test_doctor_missing_audit_key_with_log(cli, yt_home):
+    assert cli("config", "list").code == 0
+    (yt_home.config_dir / "audit.key").unlink()
+
+    item = doctor_json(cli, code=1)["paths"]["audit.key"]
+
+    assert item["status"] == "fail"
+    assert item["detail"].startswith("missing while the audit log exists")
+
+
 def test_doctor_audit_disabled(cli):
     audit = doctor_json(cli, env={"YT_AUDIT_LOGGING": "false"})["audit"]
 
