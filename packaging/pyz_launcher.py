@@ -19,7 +19,9 @@ safe before handing over:
   created below an unsafe directory. With neither (for example a read-only,
   missing or world-writable home), a fresh ``tempfile.mkdtemp`` directory
   is used for this run only and removed at exit. Its parents are checked
-  too.
+  too. A default directory that exists but fails a safety check gets one
+  ``yt.pyz: note:`` line on stderr per run, naming the problem and the
+  directory used instead. A missing, read-only or noexec one does not.
 * The root is used by its resolved path, the one that was checked.
 * Each run takes a shared ``flock`` on ``.<name>_<build id>_inuse`` while
   it runs. Extractions of other builds of the same archive name whose lock
@@ -30,12 +32,18 @@ safe before handing over:
   ``yt.main()`` itself, as shiv's bootstrap would. That skips importing
   the bootstrap, which costs more than the rest of a warm start. The
   checks above run either way.
+* If that import of yt fails and a bundled file is missing from the
+  extraction or differs from the archive, the extraction is removed and
+  unpacked again once. Other import failures keep their traceback. A
+  damaged archive stops yt with one error line that names the archive
+  and SHA256SUMS. An extraction that fails on a damaged archive or an
+  OSError removes its partial directory.
 
 build.py copies the settings of ``environment.json`` into ``BUILD`` below,
 so that a warm start parses no JSON; it also adds bytecode of this module
 for the Python that built the archive. Modules that only a first run or an
-error needs (json, shiv's bootstrap, zipfile, shutil, tempfile) are
-imported where they are used.
+error needs (json, shiv's bootstrap, zipfile, zlib, shutil, tempfile,
+importlib) are imported where they are used.
 """
 
 import contextlib
@@ -71,12 +79,20 @@ PLAIN_BUILD = {
 
 # build.py replaces the next line with the settings of environment.json.
 BUILD = None
-# The inner archive of build.py that holds the bundled site-packages.
+# The inner archive of build.py that contains the bundled site-packages.
 SITE_PACKAGES_ARCHIVE = "site-packages.zip"
+# The module of the entry point yt:main, as build.py bundles it.
+ENTRY_MODULE_FILE = "yt.py"
+# Exceptions that importing yt:main from a damaged extraction raises.
+# ImportError is for a missing file, SyntaxError or AttributeError for a
+# truncated one, ValueError for null bytes (SyntaxError from Python 3.12)
+# and ValueError or EOFError for damaged bytecode.
+IMPORT_ERRORS = (ImportError, SyntaxError, AttributeError, ValueError,
+                 EOFError)
 
 
 class LauncherError(Exception):
-    """Raised when no safe extraction directory can be used."""
+    """Raised for a failure that yt.pyz reports as one line, with status 1."""
 
 
 def main():
@@ -93,7 +109,7 @@ def main():
                 + str(exc) + "); " + FIX
             ) from exc
         if site_packages is not None:
-            run_extracted(site_packages)
+            run_extracted(archive, site_packages)
         import _bootstrap
 
         _bootstrap.bootstrap()
@@ -119,14 +135,37 @@ def choose_root():
             raise LauncherError(
                 "SHIV_ROOT=" + explicit + " names an unknown home "
                 "directory; " + FIX)
-        root, problem = private_dir(path, create_parents=True)
+        root, problem, _ = private_dir(path, create_parents=True)
         if problem:
             raise LauncherError("SHIV_ROOT=" + explicit + " " + problem)
         return root, None
+    rejected = []
     for path in default_roots():
-        root, problem = private_dir(path)
+        root, problem, unsafe = private_dir(path)
         if problem is None:
+            report_rejected(rejected, root + " instead")
             return root, None
+        if unsafe:
+            rejected.append((root, problem))
+    path = make_temporary_root()
+    report_rejected(rejected, path + " for this run only")
+    return path, path
+
+
+def report_rejected(rejected, replacement):
+    """Write one note per unsafe default root that ``replacement`` replaces.
+
+    Without it, an unsafe ~/.shiv would silently cost an extraction into a
+    temporary directory on every run.
+    """
+    for root, problem in rejected:
+        sys.stderr.write(
+            "yt.pyz: note: " + root + " " + problem + "; using "
+            + replacement + "\n")
+
+
+def make_temporary_root():
+    """Create and check a private directory for this run only."""
     import shutil
     import tempfile
 
@@ -150,7 +189,7 @@ def choose_root():
             "the home directory is unusable and the temporary directory "
             + path + " " + problem
         )
-    return path, path
+    return path
 
 
 def default_roots():
@@ -165,10 +204,13 @@ def default_roots():
 def private_dir(path, create_parents=False):
     """Create ``path`` with mode 0700 if missing, then check that it is safe.
 
-    Return (``path`` resolved by os.path.realpath, None) when the directory
-    is safe to unpack into, else (resolved path, what is unsafe and how to
-    fix it). The caller must use the resolved path, which is the one
-    checked. Nothing is created below an unsafe directory.
+    Return (``path`` resolved by os.path.realpath, problem, unsafe). The
+    problem is None when the directory is safe to unpack into, else what
+    is wrong and how to fix it. ``unsafe`` is True when the directory
+    existed before this call and failed a safety check (type, owner, mode
+    or parents) rather than being missing, read-only or noexec. The caller
+    must use the resolved path, which is the one checked. Nothing is
+    created below an unsafe directory.
     """
     real = os.path.realpath(path)
     try:
@@ -176,23 +218,28 @@ def private_dir(path, create_parents=False):
     except FileNotFoundError:
         info = None
     except OSError as exc:
-        return real, "cannot be read (" + exc.strerror + "); " + FIX
+        return real, "cannot be read (" + exc.strerror + "); " + FIX, False
+    existed = info is not None
     if info is None:
         problem = ancestor_problem(real)
         if problem:
-            return real, problem
+            return real, problem, False
         try:
             make_private_dir(real, create_parents)
         except OSError as exc:
-            return real, "cannot be created (" + exc.strerror + "); " + FIX
+            return (real, "cannot be created (" + exc.strerror + "); " + FIX,
+                    False)
         # Resolve again, because in a sticky directory another user may
         # have created a symlink where a missing directory was.
         real = os.path.realpath(real)
         try:
             info = os.lstat(real)
         except OSError as exc:
-            return real, "cannot be read (" + exc.strerror + "); " + FIX
-    return real, root_problem(real, info) or ancestor_problem(real)
+            return real, "cannot be read (" + exc.strerror + "); " + FIX, False
+    problem = root_problem(real, info) or ancestor_problem(real)
+    if problem:
+        return real, problem, existed
+    return real, usability_problem(real), False
 
 
 def make_private_dir(path, create_parents):
@@ -237,6 +284,11 @@ def root_problem(path, info):
             "is writable by group or others (fix: chmod go-w " + path
             + "); " + FIX
         )
+    return None
+
+
+def usability_problem(path):
+    """Return why the safe directory ``path`` cannot be used, or None."""
     if not os.access(path, os.W_OK | os.X_OK):
         return "is not writable; " + FIX
     if is_noexec(path):
@@ -326,13 +378,28 @@ def prepare_extraction(archive, root):
                 for key, value in PLAIN_BUILD.items()) and not any(
         key.startswith("SHIV_") and key != SHIV_ROOT for key in os.environ)
     if not plain or not os.path.exists(site_packages):
-        import zipfile
-        from pathlib import Path
+        unpack(archive, target)
+    remove_old_builds(root, name, build_id)
+    return site_packages if plain else None
 
-        import _bootstrap
-        from _bootstrap.environment import Environment
 
-        with zipfile.ZipFile(archive) as bundle:
+def unpack(archive, target):
+    """Extract the bundled site-packages into ``target`` unless present.
+
+    shiv's bootstrap writes into ``<target>.tmp`` and renames it to
+    ``target`` only after the last file, so a later run never finds a
+    partial ``target``. An extraction that fails on a damaged archive or
+    an OSError also removes the ``<target>.tmp`` it leaves, under shiv's
+    lock.
+    """
+    from pathlib import Path
+
+    import _bootstrap
+    from _bootstrap.environment import Environment
+
+    site_packages = os.path.join(target, "site-packages")
+    try:
+        with open_archive(archive) as bundle:
             env = Environment.from_json(
                 bundle.read("environment.json").decode())
             if env.force_extract or not os.path.exists(site_packages):
@@ -340,10 +407,58 @@ def prepare_extraction(archive, root):
                     site_packages_archive(bundle), Path(target),
                     env.compile_pyc, env.compile_workers, env.force_extract,
                 )
-        # Extracted once above; keep shiv's bootstrap from doing it again.
-        os.environ.pop(Environment.FORCE_EXTRACT, None)
-    remove_old_builds(root, name, build_id)
-    return site_packages if plain else None
+    except (LauncherError, OSError):
+        remove_partial_extraction(target)
+        raise
+    # Extracted once above; keep shiv's bootstrap from doing it again.
+    os.environ.pop(Environment.FORCE_EXTRACT, None)
+
+
+@contextlib.contextmanager
+def open_archive(archive):
+    """Open ``archive`` as a ZipFile, reporting damage as LauncherError.
+
+    This covers damage found while the caller reads from the archive,
+    such as a CRC mismatch in the inner site-packages archive.
+    """
+    import zipfile
+    import zlib
+
+    damage = (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError)
+    try:
+        with zipfile.ZipFile(archive) as bundle:
+            yield bundle
+    except damage as exc:
+        raise LauncherError(
+            os.path.realpath(archive) + " is damaged (" + describe(exc)
+            + "); download it again and check it against SHA256SUMS"
+        ) from exc
+
+
+def describe(exc):
+    """Return the class name and first line of the message of ``exc``."""
+    lines = str(exc).splitlines()
+    if not lines:
+        return type(exc).__name__
+    return type(exc).__name__ + ": " + lines[0]
+
+
+@contextlib.contextmanager
+def extraction_lock(target):
+    """Hold the exclusive lock that shiv's bootstrap takes to extract."""
+    name = "." + os.path.basename(target) + "_lock"
+    fd = os.open(os.path.join(os.path.dirname(target), name),
+                 os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing the only descriptor releases the lock
+
+
+def remove_partial_extraction(target):
+    with contextlib.suppress(OSError), extraction_lock(target):
+        remove_path(target + ".tmp")
 
 
 def site_packages_archive(bundle):
@@ -377,8 +492,12 @@ def read_environment(archive, resolved):
         return bundle.read("environment.json").decode()
 
 
-def run_extracted(site_packages):
-    """Run yt:main from ``site_packages`` as shiv's bootstrap does."""
+def run_extracted(archive, site_packages):
+    """Run yt:main from ``site_packages`` as shiv's bootstrap does.
+
+    If importing yt fails, the extraction is repaired and the import tried
+    once more. Exceptions that yt.main() raises are not caught here.
+    """
     import site
 
     length = len(sys.path)
@@ -386,9 +505,112 @@ def run_extracted(site_packages):
     # addsitedir also processes .pth files, as in shiv.
     site.addsitedir(site_packages)
     sys.path = sys.path[:index] + sys.path[length:] + sys.path[index:length]
+    error = None
+    try:
+        entry_point = import_entry_point(site_packages)
+    except IMPORT_ERRORS as exc:
+        error = exc
+    if error is not None:
+        entry_point = import_after_repair(archive, site_packages, error)
+    sys.exit(entry_point())
+
+
+def import_entry_point(site_packages):
+    """Import yt from ``site_packages`` and return yt.main."""
+    path = os.path.join(site_packages, ENTRY_MODULE_FILE)
+    if not os.path.isfile(path):
+        # Without this check, the import could find another module named
+        # yt further down sys.path.
+        raise ModuleNotFoundError(path + " is missing", name="yt", path=path)
     import yt
 
-    sys.exit(yt.main())
+    return yt.main
+
+
+def import_after_repair(archive, site_packages, error):
+    """Repair the extraction that failed with ``error``, then return yt.main.
+
+    The extraction is replaced only if a bundled file is missing or
+    differs. The import is retried in any case, because another run may
+    have just replaced it. If the retry fails too, the extraction matches
+    the archive, so the failure is not damage and its exception
+    propagates with the traceback.
+    """
+    target = os.path.dirname(site_packages)
+    try:
+        replace_damaged_extraction(archive, target)
+    except OSError as exc:
+        raise LauncherError(
+            "cannot import yt from the unpacked copy in " + target + " ("
+            + describe(error) + "), and replacing it failed ("
+            + describe(exc) + "); remove it with: rm -r " + target
+        ) from exc
+    import importlib
+
+    # Drop the directory listings that the import system cached before
+    # the extraction was replaced, and modules imported from it, such as
+    # a truncated yt.py that imported without main.
+    importlib.invalidate_caches()
+    prefix = target + os.sep
+    for name, module in list(sys.modules.items()):
+        if (getattr(module, "__file__", None) or "").startswith(prefix):
+            del sys.modules[name]
+    return import_entry_point(site_packages)
+
+
+def replace_damaged_extraction(archive, target):
+    """Remove ``target`` and extract it again if it differs from ``archive``.
+
+    The check and removal run under shiv's extraction lock, so when several
+    runs find the same damage, the first replaces the extraction and the
+    others find it whole.
+    """
+    with extraction_lock(target):
+        damaged = find_damaged_file(archive, target) is not None
+        if damaged:
+            remove_path(target)
+    if damaged:
+        unpack(archive, target)
+
+
+def find_damaged_file(archive, target):
+    """Return the first bundled file missing or different in ``target``.
+
+    Files are compared with the CRC-32 in the archive. Return None when all
+    match. Files that Python or yt add to the extraction are not checked.
+    """
+    import zlib
+
+    with open_archive(archive) as bundle:
+        entries = site_packages_archive(bundle).infolist()
+    for info in entries:
+        if info.is_dir() or not info.filename.startswith("site-packages"):
+            continue
+        path = os.path.join(target, *info.filename.split("/"))
+        crc = 0
+        try:
+            with open(path, "rb") as file:
+                for chunk in iter(lambda: file.read(1 << 16), b""):
+                    crc = zlib.crc32(chunk, crc)
+        except OSError:
+            return info.filename
+        if crc != info.CRC:
+            return info.filename
+    return None
+
+
+def remove_path(path):
+    """Delete ``path``, a directory tree or any other file, if it exists."""
+    import shutil
+
+    try:
+        info = os.lstat(path)
+    except FileNotFoundError:
+        return
+    if stat.S_ISDIR(info.st_mode):
+        shutil.rmtree(path)
+    else:
+        os.unlink(path)
 
 
 def first_sitedir_index():

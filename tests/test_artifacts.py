@@ -568,8 +568,15 @@ def test_pyz_skips_home_in_writable_dir(yt_home, tmp_path, shiv_exists):
     assert len(_extractions(runtime_dir / "yt-pyz")) == 1
     if shiv_exists:
         assert list(home_shiv.iterdir()) == []
+        [note] = result.stderr.splitlines()
+        assert note.startswith(f"yt.pyz: note: {home_shiv.resolve()} is "
+                               f"unsafe because {yt_home.home.resolve()} is "
+                               f"writable by group or others")
+        assert note.endswith(f"; using {runtime_dir.resolve()}/yt-pyz "
+                             f"instead")
     else:
         assert not home_shiv.exists()
+        assert result.stderr == ""
 
 
 def test_pyz_writable_home_falls_back_to_tmp(yt_home, tmp_path):
@@ -586,8 +593,231 @@ def test_pyz_writable_home_falls_back_to_tmp(yt_home, tmp_path):
 
     assert result.returncode == 0, result.stderr
     assert _source_version() in result.stdout
+    assert result.stderr == ""
     assert not (yt_home.home / ".shiv").exists()
     assert list(tmp.iterdir()) == []
+
+
+@pytest.mark.parametrize("runtime_dir", [True, False])
+def test_pyz_notes_unsafe_home_shiv(yt_home, tmp_path, runtime_dir):
+    """An existing ~/.shiv that is rejected gets a note on every run."""
+    runner = _pyz_runner()
+    home_shiv = yt_home.home / ".shiv"
+    home_shiv.mkdir(mode=0o700)
+    home_shiv.chmod(0o777)
+    env = yt_home.env()
+    tmp = tmp_path / "tmp"
+    tmp.mkdir(mode=0o700)
+    env["TMPDIR"] = str(tmp)
+    env.pop("XDG_RUNTIME_DIR", None)
+    if runtime_dir:
+        runtime = tmp_path / "runtime"
+        runtime.mkdir(mode=0o700)
+        env["XDG_RUNTIME_DIR"] = str(runtime)
+        replacement = f"{runtime.resolve()}/yt-pyz instead"
+    else:
+        replacement = f"{tmp.resolve()}/yt-pyz-"
+    real_shiv = home_shiv.resolve()
+
+    for attempt in ("first", "second"):
+        result = run(runner.command("--version"), env)
+
+        assert result.returncode == 0, result.stderr
+        assert _source_version() in result.stdout
+        lines = result.stderr.splitlines()
+        assert len(lines) == 1, (attempt, result.stderr)
+        assert lines[0].startswith(
+            f"yt.pyz: note: {real_shiv} is writable by group or others "
+            f"(fix: chmod go-w {real_shiv}); set SHIV_ROOT to ")
+        assert f"; using {replacement}" in lines[0]
+        if not runtime_dir:
+            assert lines[0].endswith(" for this run only")
+    assert list(home_shiv.iterdir()) == []
+
+
+def _bundled_files(pyz: Path) -> dict[str, bytes]:
+    """Return the files that yt.pyz unpacks, by path below the extraction."""
+    with zipfile.ZipFile(pyz) as archive:
+        inner = archive.read(build.SITE_PACKAGES_ARCHIVE)
+    with zipfile.ZipFile(io.BytesIO(inner)) as packed:
+        return {info.filename: packed.read(info)
+                for info in packed.infolist() if not info.is_dir()}
+
+
+def _damage_yt_py(site_packages: Path, damage: str) -> None:
+    yt_py = site_packages / "yt.py"
+    source = yt_py.read_bytes()
+    main_at = source.index(b"\ndef main(")
+    if damage == "removed":
+        yt_py.unlink()
+    elif damage == "syntax_error":
+        yt_py.write_bytes(source[:main_at + len(b"\ndef main(")])
+    elif damage == "no_main":
+        yt_py.write_bytes(source[:main_at + 1])
+    elif damage == "null_bytes":
+        yt_py.write_bytes(source[:main_at] + b"\0" * 16
+                          + source[main_at + 16:])
+    elif damage == "site_packages_file":
+        shutil.rmtree(site_packages)
+        site_packages.write_text("not a directory\n")
+    else:
+        raise AssertionError(f"unknown damage {damage}")
+
+
+@pytest.mark.parametrize("damage", ["removed", "syntax_error", "no_main",
+                                    "null_bytes", "site_packages_file"])
+def test_pyz_repairs_damaged_extraction(yt_home, damage):
+    runner = _pyz_runner()
+    env = yt_home.env()
+    assert run(runner.command("--version"), env).returncode == 0
+    root = yt_home.home / ".shiv"
+    [name] = _extractions(root)
+    site_packages = root / name / "site-packages"
+    _damage_yt_py(site_packages, damage)
+
+    result = run(runner.command("--version"), env)
+
+    assert result.returncode == 0, result.stderr
+    assert _source_version() in result.stdout
+    assert result.stderr == ""
+    assert _extractions(root) == [name]
+    assert not (root / f"{name}.tmp").exists()
+    bundled = _bundled_files(require_artifact(build.PYZ_NAME))
+    for path, data in bundled.items():
+        assert (root / name / path).read_bytes() == data, path
+
+
+def test_pyz_main_import_error_not_repaired(yt_home, fake_server):
+    """An ImportError inside yt.main() does not trigger a repair."""
+    runner = _pyz_runner()
+    env = server_env(yt_home, fake_server,
+                     PYTHON_KEYRING_BACKEND="keyring.backends.fail.Keyring")
+    assert run(runner.command("--version"), env).returncode == 0
+    root = yt_home.home / ".shiv"
+    [name] = _extractions(root)
+    keyring = root / name / "site-packages" / "keyring"
+    shutil.rmtree(keyring)
+
+    result = run(runner.command("doctor"), env)
+
+    assert "Python package 'keyring'" in result.stdout + result.stderr
+    assert "Traceback" not in result.stderr
+    assert not [line for line in result.stderr.splitlines()
+                if line.startswith("yt.pyz:")]
+    assert not keyring.exists()
+
+
+def _damaged_copy(pyz: Path, directory: Path) -> Path:
+    """Copy ``pyz`` into ``directory`` with 16 bytes of its data overwritten.
+
+    The bytes lie inside the inner site-packages archive, so that the copy
+    starts but cannot unpack.
+    """
+    directory.mkdir()
+    copy = directory / pyz.name
+    data = bytearray(pyz.read_bytes())
+    with zipfile.ZipFile(pyz) as archive:
+        info = archive.getinfo(build.SITE_PACKAGES_ARCHIVE)
+    offset = 2_000_000
+    assert info.header_offset + 100 < offset
+    assert offset + 16 < info.header_offset + info.compress_size
+    data[offset:offset + 16] = bytes(
+        byte ^ 0xFF for byte in data[offset:offset + 16])
+    copy.write_bytes(data)
+    return copy
+
+
+def _assert_damaged_archive_line(result, archive: Path) -> None:
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith(
+        f"yt.pyz: error: {archive.resolve()} is damaged (BadZipFile: ")
+    assert lines[0].endswith(
+        "; download it again and check it against SHA256SUMS")
+
+
+def test_pyz_reports_damaged_archive(yt_home, tmp_path):
+    runner = _pyz_runner()
+    pyz = require_artifact(build.PYZ_NAME)
+    python = runner.prefix[0]
+    damaged = _damaged_copy(pyz, tmp_path / "damaged")
+    env = yt_home.env()
+
+    result = run([python, damaged, "--version"], env)
+
+    _assert_damaged_archive_line(result, damaged)
+    root = yt_home.home / ".shiv"
+    assert _extractions(root) == []
+    intact = tmp_path / "intact" / pyz.name
+    intact.parent.mkdir()
+    shutil.copy2(pyz, intact)
+    result = run([python, intact, "--version"], env)
+    assert result.returncode == 0, result.stderr
+    assert _source_version() in result.stdout
+    assert len(_extractions(root)) == 1
+
+
+def test_pyz_damaged_archive_keeps_extraction(yt_home, tmp_path):
+    """A repair that finds the archive damaged changes nothing."""
+    runner = _pyz_runner()
+    pyz = require_artifact(build.PYZ_NAME)
+    python = runner.prefix[0]
+    damaged = _damaged_copy(pyz, tmp_path / "damaged")
+    env = yt_home.env()
+    assert run([python, pyz, "--version"], env).returncode == 0
+    root = yt_home.home / ".shiv"
+    [name] = _extractions(root)
+    (root / name / "site-packages" / "yt.py").unlink()
+
+    result = run([python, damaged, "--version"], env)
+
+    _assert_damaged_archive_line(result, damaged)
+    assert _extractions(root) == [name]
+    assert run([python, pyz, "--version"], env).returncode == 0
+
+
+def test_pyz_removes_partial_extraction(yt_home, tmp_path):
+    """Damage inside one bundled file leaves no extraction directory."""
+    runner = _pyz_runner()
+    pyz = require_artifact(build.PYZ_NAME)
+    with zipfile.ZipFile(pyz) as archive:
+        entries = [(info, archive.read(info))
+                   for info in archive.infolist()]
+    [inner] = [data for info, data in entries
+               if info.filename == build.SITE_PACKAGES_ARCHIVE]
+    with zipfile.ZipFile(io.BytesIO(inner)) as packed:
+        infos = packed.infolist()
+    # Damage a file in the middle, so that earlier files are written first.
+    victim = max(infos[len(infos) // 2:], key=lambda info: info.compress_size)
+    # A local file header is 30 bytes, ending with the lengths of the name
+    # and the extra field, which may differ from the central directory's.
+    header = victim.header_offset
+    name_length = int.from_bytes(inner[header + 26:header + 28], "little")
+    extra_length = int.from_bytes(inner[header + 28:header + 30], "little")
+    start = header + 30 + name_length + extra_length
+    middle = start + victim.compress_size // 2
+    damaged_inner = bytearray(inner)
+    damaged_inner[middle:middle + 16] = bytes(16)
+    damaged = tmp_path / "damaged" / pyz.name
+    damaged.parent.mkdir()
+    with zipfile.ZipFile(damaged, "w") as archive:
+        for info, data in entries:
+            if info.filename == build.SITE_PACKAGES_ARCHIVE:
+                data = bytes(damaged_inner)
+            archive.writestr(info, data)
+    env = yt_home.env()
+
+    result = run([runner.prefix[0], damaged, "--version"], env)
+
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith(
+        f"yt.pyz: error: {damaged.resolve()} is damaged (")
+    assert _extractions(yt_home.home / ".shiv") == []
 
 
 @pytest.mark.slow
