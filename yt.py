@@ -1142,21 +1142,42 @@ def _entry_mac(key: bytes, prev: str, body: str) -> str:
     return _EntryMac(key)(prev, body)
 
 
-def _chain_entry(raw: bytes):
-    """Return the entry on one raw log line, or None if it is not one."""
+def _chain_entry(raw: bytes, entry_mac=None):
+    """Return the entry on one raw log line, or None if it is not one.
+
+    With entry_mac (an _EntryMac.of_bytes), the line must also carry the
+    MAC of its own body and prev, so that no line yt did not write
+    becomes the entry that the next one follows.
+    """
+    import hmac
     import json
 
+    line = raw.rstrip(b"\r\n")
     try:
-        entry = json.loads(raw.decode("utf-8"))
+        entry = json.loads(line.decode("utf-8"))
     # UnicodeDecodeError is a ValueError too; json raises RecursionError
     # for arrays nested deeper than the C stack allows.
     except (ValueError, RecursionError):
         return None
-    if not isinstance(entry, dict) or not isinstance(entry.get("seq"), int):
+    if not isinstance(entry, dict):
+        return None
+    seq, prev, mac = entry.get("seq"), entry.get("prev"), entry.get("mac")
+    # type() rules out True; the bound keeps seq + 1 printable.
+    if type(seq) is not int or not 0 < seq < 2**63:
         return None
     # The mac is the next entry's prev, which is hashed as ASCII.
-    mac = entry.get("mac")
-    return entry if isinstance(mac, str) and mac.isascii() else None
+    if not all(isinstance(text, str) and text.isascii()
+               for text in (prev, mac)):
+        return None
+    if entry_mac is not None:
+        marker = _MAC_MARKER.encode("ascii")
+        index = line.rfind(marker)
+        if index < 0 or not line.endswith(b'"}') or not hmac.compare_digest(
+            line[index + len(marker):-2],
+            entry_mac(prev.encode("ascii"), line[:index] + b"}").encode(),
+        ):
+            return None
+    return entry
 
 
 def _follows_state(last: dict, state: dict) -> bool:
@@ -1170,6 +1191,12 @@ def _follows_state(last: dict, state: dict) -> bool:
         return last["mac"] == state.get("last_mac")
     return (last["seq"] == (state.get("last_seq") or 0) + 1
             and last.get("prev") == state.get("last_mac"))
+
+
+# Notes an append records in an entry when it found the log or its state
+# file damaged; _recovery_problem turns each into a --verify failure.
+_DAMAGE_NOTES = ("state_mismatch", "state_recovered", "state_damaged",
+                 "skipped_bad_lines")
 
 
 def _recovery_problem(entry: dict):
@@ -1390,6 +1417,8 @@ class AuditLog:
                 entry = _masked_entry(entry)
                 entry = dict(entry, seq=seq, prev=last["mac"] if last else "")
                 entry.update(notes)
+                if any(name in notes for name in _DAMAGE_NOTES):
+                    state.setdefault("damaged_at", seq)
                 notes = {}
                 body = _canonical(entry)
                 entry["mac"] = _entry_mac(key, entry["prev"], body)
@@ -1404,9 +1433,12 @@ class AuditLog:
                 written.append(entry)
             if tls is not None:
                 state["tls"] = tls
+            # Trimming would in time remove the entries that recorded
+            # damage, and with them the reason --verify fails; it waits
+            # until clear-audit starts a new log.
             if state["count"] > self.max_entries + max(
                 10, self.max_entries // 10
-            ):
+            ) and not state.get("damaged_at"):
                 state = self._trim(state)
             self._write_state(key, state)
         return written
@@ -1450,22 +1482,23 @@ class AuditLog:
             if state and state.get("last_seq"):
                 notes["state_mismatch"] = "log empty but state has entries"
             return None, notes
-        last = _chain_entry(lines[-1])
+        entry_mac = _EntryMac(key).of_bytes
+        last = _chain_entry(lines[-1], entry_mac)
         if last is None:
             # Refusing to append would let one bad line stop the audit
             # log for good.  The new entry follows the last valid one
             # instead, and --verify keeps failing on the bad lines.
-            last, skipped = self._last_valid_entry()
-            if last is None:
-                raise AuditIntegrityError(
-                    f"the audit log {self.path} contains no audit entry "
-                    f"that a new one could follow; keep a copy of it for "
-                    f"inspection, then start a new log with: yt security "
-                    f"clear-audit --force"
-                )
+            last, skipped = self._last_valid_entry(entry_mac)
             notes["skipped_bad_lines"] = skipped
+            if last is None:
+                log.warning(
+                    "audit log %s contains no valid audit entry; a new "
+                    "chain starts after its %d line(s); run: yt security "
+                    "audit --verify", self.path, skipped,
+                )
+                return None, notes
             log.warning(
-                "audit log %s ends in %d line(s) that are not audit "
+                "audit log %s ends in %d line(s) that are not valid audit "
                 "entries; the new entry follows the last valid one; run: "
                 "yt security audit --verify", self.path, skipped,
             )
@@ -1487,17 +1520,17 @@ class AuditLog:
             )
         return last, notes
 
-    def _last_valid_entry(self):
-        """Return (last entry in the log, number of lines after it).
+    def _last_valid_entry(self, entry_mac):
+        """Return (last valid entry in the log, number of lines after it).
 
-        The entry is None when no line of the log is an entry.
+        The entry is None when no line of the log is a valid entry.
         """
         total = os.path.getsize(self.path)
         size = 65536
         while True:
             lines = self._tail_bytes(size).splitlines()
             for skipped, line in enumerate(reversed(lines)):
-                entry = _chain_entry(line)
+                entry = _chain_entry(line, entry_mac)
                 if entry is not None:
                     return entry, skipped
             if size >= total:

@@ -598,7 +598,7 @@ def test_verify_garbage_last_line(cli, yt_home, six_entries):
 
     assert result.code == 0
     assert "Traceback" not in result.err
-    assert result.err.count("ends in 1 line(s) that are not audit") == 1
+    assert result.err.count("ends in 1 line(s) that are not valid audit") == 1
     assert verified.code == 6
     assert "line 7: line is not an audit entry" in verified.err
     # The entry written after the bad line follows the last valid one.
@@ -1111,7 +1111,7 @@ def test_non_ascii_mac_last_line(cli, yt_home, six_entries):
     assert appended.code == 0
     assert "Traceback" not in appended.err
     # --verify's own entry followed the last valid line, with a warning.
-    assert "ends in 1 line(s) that are not audit entries" in verified.err
+    assert "ends in 1 line(s) that are not valid audit entries" in verified.err
 
 
 # ------------------------------------------- long and deeply nested lines
@@ -1157,7 +1157,7 @@ def test_deeply_nested_last_line(cli, yt_home, six_entries):
 
     assert status.code == 0, status.err
     assert "Traceback" not in status.err
-    assert "ends in 1 line(s) that are not audit entries" in status.err
+    assert "ends in 1 line(s) that are not valid audit entries" in status.err
     assert result.code == 6, result.err
     assert "line 7: line is not an audit entry" in result.err
     assert "Traceback" not in result.err
@@ -1215,3 +1215,72 @@ def test_verify_missing_key_json(cli, yt_home, six_entries):
 
     assert report.code == 6, report.err
     assert "is missing" in json.loads(report.out)["problem"]
+
+
+# ------------------------------------------ lines that yt did not write
+
+
+def test_huge_seq_line_skipped(cli, yt_home, six_entries):
+    with log_path(yt_home).open("ab") as handle:
+        handle.write(b'{"seq":' + b"9" * 4300 + b',"mac":"a"}\n')
+
+    status = cli(*STATUS, env=ENV)
+    result = verify(cli)
+
+    assert status.code == 0, status.err
+    assert "Traceback" not in status.err + result.err
+    assert json.loads(read_lines(yt_home)[7])["seq"] == 7
+    assert result.code == 6
+
+
+def test_forged_entry_not_followed(cli, yt_home, six_entries):
+    # A line that looks like the next entry but whose mac is made up.
+    last = json.loads(six_entries[-1])
+    forged = {"event": "command", "seq": 7, "prev": last["mac"],
+              "mac": "0" * 64}
+    with log_path(yt_home).open("ab") as handle:
+        handle.write((canonical(forged) + "\n").encode())
+
+    status = cli(*STATUS, env=ENV)
+    result = verify(cli)
+
+    assert status.code == 0, status.err
+    entry = json.loads(read_lines(yt_home)[7])
+    assert entry["seq"] == 7
+    assert entry["prev"] == last["mac"]
+    assert entry["skipped_bad_lines"] == 1
+    assert result.code == 6
+    assert "line 7: " in result.err
+
+
+def test_garbage_log_starts_new_chain(cli, yt_home, six_entries):
+    write_lines(yt_home, [b"garbage\n"])
+
+    status = cli(*STATUS, env=ENV)
+    result = verify(cli)
+
+    assert status.code == 0, status.err
+    assert "contains no valid audit entry" in status.err
+    entries = [json.loads(line) for line in read_lines(yt_home)[1:]]
+    assert entries[0]["seq"] == 1
+    assert entries[0]["skipped_bad_lines"] == 1
+    assert result.code == 6
+
+
+def test_damage_evidence_survives_trimming(cli, yt_home, six_entries):
+    with log_path(yt_home).open("ab") as handle:
+        handle.write(b"garbage\n")
+    env = dict(ENV, YT_AUDIT_MAX_ENTRIES="10")
+
+    for _ in range(25):
+        assert cli(*STATUS, env=env).code == 0
+
+    assert len(read_lines(yt_home)) > 25
+    assert verify(cli).code == 6
+    cleared = cli("security", "clear-audit", "--force", env=env)
+    assert cleared.code == 0, cleared.err
+    for _ in range(25):
+        assert cli(*STATUS, env=env).code == 0
+    # Trimming runs again: at most max + 10 lines, and then 10 are kept.
+    assert len(read_lines(yt_home)) <= 20
+    assert verify(cli).code == 0
