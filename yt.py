@@ -210,6 +210,10 @@ class AuditIntegrityError(YtError):
     exit_code = 6
 
 
+class AuditStateError(YtError):
+    """Raised when audit entries were written but the state file was not."""
+
+
 class DamagedKeyError(YtError):
     """Raised when a key file exists but does not contain a 32-byte key."""
 
@@ -1440,7 +1444,16 @@ class AuditLog:
                 10, self.max_entries // 10
             ) and not state.get("damaged_at"):
                 state = self._trim(state)
-            self._write_state(key, state)
+            try:
+                self._write_state(key, state)
+            except OSError as exc:
+                raise AuditStateError(
+                    f"the audit entries were written, but the state file "
+                    f"{self.state_path} could not be updated "
+                    f"({exc.strerror or exc}); check that it is a regular "
+                    f"file you can write, then run: yt security audit "
+                    f"--verify"
+                ) from None
         return written
 
     def _append_line(self, line: str) -> None:
@@ -5447,6 +5460,8 @@ def _write_audit(ctx, argv, command, status, code, started, elapsed):
             "ran. Check the permissions and free space of %s",
             audit.path, exc.strerror or exc, os.path.dirname(audit.path),
         )
+    except AuditStateError as exc:
+        log.warning("%s", exc)
     except YtError as exc:
         log.warning("the audit log was not written, but the command itself "
                     "ran: %s", exc)
