@@ -1056,6 +1056,17 @@ else:
         fcntl.flock(fd, fcntl.LOCK_UN)
 
 
+def _decode_key(raw: bytes):
+    """Return the 32-byte key of a key file's content, or None if damaged."""
+    import base64
+
+    try:
+        key = base64.b64decode(raw.strip(), validate=True)
+    except ValueError:
+        return None
+    return key if len(key) == 32 else None
+
+
 def read_key_file(path: str, what: str, create: bool) -> bytes:
     """Read a 32-byte base64 key file, creating it when allowed.
 
@@ -1081,11 +1092,8 @@ def read_key_file(path: str, what: str, create: bool) -> bytes:
             handle.flush()
             os.fsync(handle.fileno())
         return key
-    try:
-        key = base64.b64decode(raw.strip(), validate=True)
-    except ValueError:
-        key = b""
-    if len(key) != 32:
+    key = _decode_key(raw)
+    if key is None:
         raise DamagedKeyError(
             f"{what} {path} is damaged (expected 32 bytes in base64); "
             f"restore it from a backup, or remove it and what it protects"
@@ -1146,6 +1154,18 @@ def _entry_mac(key: bytes, prev: str, body: str) -> str:
     return _EntryMac(key)(prev, body)
 
 
+def _split_mac(line: bytes):
+    """Split a log line without its newline into (body, mac), or None.
+
+    body is the entry without its mac, as the MAC was computed over it.
+    """
+    marker = _MAC_MARKER.encode("ascii")
+    index = line.rfind(marker)
+    if index < 0 or not line.endswith(b'"}'):
+        return None
+    return line[:index] + b"}", line[index + len(marker):-2]
+
+
 def _chain_entry(raw: bytes, entry_mac=None):
     """Return the entry on one raw log line, or None if it is not one.
 
@@ -1174,11 +1194,9 @@ def _chain_entry(raw: bytes, entry_mac=None):
                for text in (prev, mac)):
         return None
     if entry_mac is not None:
-        marker = _MAC_MARKER.encode("ascii")
-        index = line.rfind(marker)
-        if index < 0 or not line.endswith(b'"}') or not hmac.compare_digest(
-            line[index + len(marker):-2],
-            entry_mac(prev.encode("ascii"), line[:index] + b"}").encode(),
+        parts = _split_mac(line)
+        if parts is None or not hmac.compare_digest(
+            parts[1], entry_mac(prev.encode("ascii"), parts[0]).encode()
         ):
             return None
     return entry
@@ -1470,8 +1488,8 @@ class AuditLog:
     def _chain_head(self, key, state, state_damaged=False):
         """Return (last good entry, notes) and repair a torn last line.
 
-        state is None when the state file is missing, or damaged as
-        state_damaged tells.
+        state is None when the state file is missing or, if state_damaged
+        is true, damaged.
         """
         notes = {}
         tail = self._tail_bytes(65536)
@@ -1495,13 +1513,12 @@ class AuditLog:
             if state and state.get("last_seq"):
                 notes["state_mismatch"] = "log empty but state has entries"
             return None, notes
-        entry_mac = _EntryMac(key).of_bytes
-        last = _chain_entry(lines[-1], entry_mac)
-        if last is None:
+        last, skipped = self._last_valid_entry(_EntryMac(key).of_bytes,
+                                               lines)
+        if skipped:
             # Refusing to append would let one bad line stop the audit
             # log for good.  The new entry follows the last valid one
             # instead, and --verify keeps failing on the bad lines.
-            last, skipped = self._last_valid_entry(entry_mac)
             notes["skipped_bad_lines"] = skipped
             if last is None:
                 log.warning(
@@ -1533,15 +1550,16 @@ class AuditLog:
             )
         return last, notes
 
-    def _last_valid_entry(self, entry_mac):
+    def _last_valid_entry(self, entry_mac, lines):
         """Return (last valid entry in the log, number of lines after it).
 
-        The entry is None when no line of the log is a valid entry.
+        lines are the last lines of the log, from _tail_bytes(65536).  When
+        none of them is a valid entry, ever longer tails are read.  The
+        entry is None when no line of the log is a valid entry.
         """
         total = os.path.getsize(self.path)
         size = 65536
         while True:
-            lines = self._tail_bytes(size).splitlines()
             for skipped, line in enumerate(reversed(lines)):
                 entry = _chain_entry(line, entry_mac)
                 if entry is not None:
@@ -1549,6 +1567,7 @@ class AuditLog:
             if size >= total:
                 return None, len(lines)
             size *= 4
+            lines = self._tail_bytes(size).splitlines()
 
     def _tail_bytes(self, size: int) -> bytes:
         """Return the whole lines among the last size bytes of the log.
@@ -1663,17 +1682,15 @@ class AuditLog:
         except AuditIntegrityError as exc:
             return dict(report, ok=False, problem=str(exc))
         entry_mac = _EntryMac(key).of_bytes
-        marker = _MAC_MARKER.encode("ascii")
         prev = last_prev = None
         batch = []
         with open(self.path, "rb") as handle:
             for number, raw in enumerate(handle, 1):
-                index = raw.rfind(marker)
-                if index < 0 or not raw.endswith(b'"}\n'):
+                parts = _split_mac(raw[:-1]) if raw.endswith(b"\n") else None
+                if parts is None:
                     problem = _line_problem(raw)
                 else:
-                    body = raw[:index] + b"}"
-                    mac = raw[index + len(marker):-3]
+                    body, mac = parts
                     start, problem = prev, None
                     if start is None:
                         start, problem = _chain_start(body)
@@ -2171,7 +2188,7 @@ class KeyringStore:
                     f"unset it"
                 ) from None
         configured = self._has_rc_file() or any(
-            name.startswith("KEYRING_PROPERTY_") for name in self.env)
+            variable.startswith("KEYRING_PROPERTY_") for variable in self.env)
         if (sys.platform.startswith("linux") and not configured
                 and _importable("secretstorage")):
             if not self.env.get("DBUS_SESSION_BUS_ADDRESS"):
@@ -2339,7 +2356,7 @@ class SecretServiceBackend:
     either program reads what the other stored.  Each call opens its
     own connection, as keyring does.  Unlike keyring, yt never prompts:
     a locked collection is an error, and a missing default collection
-    holds no token and takes none.
+    contains no token and takes none.
     """
 
     label = "SecretService default collection"
@@ -2402,16 +2419,20 @@ class SecretServiceBackend:
     def _query(service: str, username: str) -> dict:
         return {"username": username, "service": service}
 
+    def _items(self, collection, service: str, username: str):
+        """Return the items of service and username in collection, if any."""
+        if collection is None:
+            return []
+        return collection.search_items(self._query(service, username))
+
     def check(self) -> None:
-        """Raise unless the Secret Service answers and is unlocked."""
+        """Raise unless the Secret Service replies and is unlocked."""
         with self._collection(create=False):
             pass
 
     def get_password(self, service: str, username: str):
         with self._collection(create=False) as collection:
-            items = [] if collection is None else collection.search_items(
-                self._query(service, username))
-            for item in items:
+            for item in self._items(collection, service, username):
                 return item.get_secret().decode("utf-8")
         return None
 
@@ -2426,9 +2447,7 @@ class SecretServiceBackend:
 
     def delete_password(self, service: str, username: str) -> None:
         with self._collection(create=False) as collection:
-            items = [] if collection is None else collection.search_items(
-                self._query(service, username))
-            for item in items:
+            for item in self._items(collection, service, username):
                 item.delete()
 
 
@@ -2449,9 +2468,9 @@ def _backend_label(backend) -> str:
 def _describe_keyring_error(exc) -> str:
     """Return the first line of a keyring error, masked and escaped.
 
-    yt's own messages are RuntimeErrors and complete sentences; other
+    yt's own messages are RuntimeErrors and complete sentences.  Other
     errors come from keyring, secretstorage or jeepney, and their class
-    name often says more than their text.
+    name often says more than their text, so it is kept.
     """
     text = str(exc).strip().splitlines()
     detail = text[0] if text else type(exc).__name__
@@ -4877,15 +4896,12 @@ def _path_state(path: str, private: bool) -> dict:
 
 def _key_file_state(path: str) -> dict:
     """Return _path_state of a key file, failed if its content is bad."""
-    import base64
-
     item = _path_state(path, True)
     if item["exists"] and item["status"] != "fail":
         try:
             with open(path, "rb") as handle:
-                raw = handle.read(1024)
-            valid = len(base64.b64decode(raw.strip(), validate=True)) == 32
-        except (OSError, ValueError):
+                valid = _decode_key(handle.read(1024)) is not None
+        except OSError:
             valid = False
         if not valid:
             item.update(status="fail", detail=(
@@ -5607,7 +5623,7 @@ def _catch_termination() -> dict:
     with contextlib.suppress(ValueError, AttributeError):
         # ValueError: signals can be handled in the main thread only.
         for number in _termination_signals():
-            if (number != signal.SIGINT and number != signal.SIGTERM
+            if (number not in (signal.SIGINT, signal.SIGTERM)
                     and signal.getsignal(number) == signal.SIG_IGN):
                 continue
             handlers[number] = signal.signal(number, _on_signal)
