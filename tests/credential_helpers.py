@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from fake_youtrack import DEFAULT_TOKEN
 
 import yt
@@ -32,3 +34,20 @@ def config_values(yt_home) -> dict:
     if not path.exists():
         return {}
     return yt.parse_config_text(path.read_text(), str(path))
+
+
+def hide_packages(root: Path, *names: str, error: str | None = None) -> Path:
+    """Write packages under root that fail to import; return root.
+
+    By default each raises ModuleNotFoundError for its own name, as a
+    package that is not installed does.  error is other code to raise
+    instead, such as a damaged binding's ImportError.
+    """
+    for name in names:
+        (root / name).mkdir(parents=True)
+        raise_line = error or (
+            f"raise ModuleNotFoundError('{name} is hidden for this test', "
+            f"name='{name}')"
+        )
+        (root / name / "__init__.py").write_text(raise_line + "\n")
+    return root

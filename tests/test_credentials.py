@@ -17,6 +17,7 @@ import stat
 import textwrap
 
 import pytest
+from credential_helpers import hide_packages
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from fake_youtrack import DEFAULT_TOKEN, FakeYouTrack
@@ -621,14 +622,7 @@ def test_concurrent_logins_keep_every_url(run_yt, yt_home):
 
 def _shadow_package(tmp_path, name: str):
     """Make a directory whose ``name`` package raises ImportError."""
-    root = tmp_path / "shadow"
-    package = root / name
-    package.mkdir(parents=True)
-    (package / "__init__.py").write_text(
-        f"raise ModuleNotFoundError('{name} is hidden for this test', "
-        f"name='{name}')\n"
-    )
-    return root
+    return hide_packages(tmp_path / "shadow", name)
 
 
 def _error_lines(stderr: str) -> list:
@@ -657,10 +651,10 @@ def test_missing_cryptography_login(run_yt, server, yt_home, tmp_path):
 
 def test_broken_cryptography_login(run_yt, server, yt_home, tmp_path):
     # An import error that names no missing module: a damaged binding.
-    root = tmp_path / "shadow"
-    (root / "cryptography").mkdir(parents=True)
-    (root / "cryptography" / "__init__.py").write_text(
-        "raise ImportError('cannot load _rust binding: invalid ELF header')\n"
+    root = hide_packages(
+        tmp_path / "shadow", "cryptography",
+        error="raise ImportError('cannot load _rust binding: invalid ELF "
+              "header')",
     )
 
     result = run_yt(

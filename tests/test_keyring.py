@@ -22,6 +22,7 @@ from credential_helpers import (
     config_values,
     encrypted_store,
     encrypted_tokens,
+    hide_packages,
     login,
 )
 from fake_youtrack import DEFAULT_TOKEN
@@ -498,13 +499,7 @@ def test_stalled_bus_times_out(run_yt, server, yt_home):
 def test_missing_keyring_package_falls_back(
     run_yt, server, yt_home, tmp_path
 ):
-    root = tmp_path / "shadow"
-    for name in ("keyring", "secretstorage"):
-        (root / name).mkdir(parents=True)
-        (root / name / "__init__.py").write_text(
-            f"raise ModuleNotFoundError('{name} is hidden for this test', "
-            f"name='{name}')\n"
-        )
+    root = hide_packages(tmp_path / "shadow", *("keyring", "secretstorage"))
     env = {"PYTHONPATH": root}
 
     result = run_yt("auth", "login", "--base-url", server.url,
@@ -530,13 +525,7 @@ def test_missing_keyring_package_falls_back(
 
 
 def test_missing_both_packages(run_yt, server, yt_home, tmp_path):
-    root = tmp_path / "shadow"
-    for name in ("keyring", "cryptography"):
-        (root / name).mkdir(parents=True)
-        (root / name / "__init__.py").write_text(
-            f"raise ModuleNotFoundError('{name} is hidden for this test', "
-            f"name='{name}')\n"
-        )
+    root = hide_packages(tmp_path / "shadow", *("keyring", "cryptography"))
 
     result = run_yt("auth", "login", "--base-url", server.url,
                     "--token-stdin", input=DEFAULT_TOKEN,
@@ -601,25 +590,20 @@ def test_doctor_names_locked_backend(cli, yt_home, secret_service):
 def test_secretstorage_without_keyring_package(
     run_yt, server, yt_home, secret_service, tmp_path
 ):
-    shadow = tmp_path / "shadow" / "keyring"
-    shadow.mkdir(parents=True)
-    (shadow / "__init__.py").write_text(
-        "raise ModuleNotFoundError('keyring is hidden for this test', "
-        "name='keyring')\n"
-    )
-    env = {"PYTHONPATH": shadow.parent,
+    root = hide_packages(tmp_path / "shadow", "keyring")
+    env = {"PYTHONPATH": root,
            "DBUS_SESSION_BUS_ADDRESS": os.environ["DBUS_SESSION_BUS_ADDRESS"]}
 
     stored = run_yt("auth", "login", "--base-url", server.url,
                     "--token-stdin", input=DEFAULT_TOKEN, env=env)
-    shown = run_yt("auth", "token", "--show", env=env)
+    show_result = run_yt("auth", "token", "--show", env=env)
     status = run_yt("auth", "status", "--format", "json", env=env)
 
     assert stored.returncode == 0, stored.stderr
     assert "Token stored in the system keyring" in stored.stderr
     assert secret_service.items() == {server.url: DEFAULT_TOKEN}
-    assert shown.returncode == 0, shown.stderr
-    assert shown.stdout == DEFAULT_TOKEN + "\n"
+    assert show_result.returncode == 0, show_result.stderr
+    assert show_result.stdout == DEFAULT_TOKEN + "\n"
     assert status.returncode == 0, status.stderr
     assert json.loads(status.stdout)["source"] == "keyring"
 
@@ -641,11 +625,11 @@ def test_keyring_property_selects_keyring_package(
            "DBUS_SESSION_BUS_ADDRESS": os.environ["DBUS_SESSION_BUS_ADDRESS"],
            "PYTHON_KEYRING_BACKEND": None}
 
-    shown = run_yt("auth", "token", "--show", env=env)
+    show_result = run_yt("auth", "token", "--show", env=env)
     removed = run_yt("auth", "logout", env=env)
 
-    assert shown.returncode == 0, shown.stderr
-    assert shown.stdout == DEFAULT_TOKEN + "\n"
+    assert show_result.returncode == 0, show_result.stderr
+    assert show_result.stdout == DEFAULT_TOKEN + "\n"
     assert removed.returncode == 0, removed.stderr
     assert not list(secret_service.collection.search_items(
         {"Title": yt.KEYRING_SERVICE}))
@@ -659,11 +643,11 @@ def test_keyring_token_trailing_newline(cli, server, yt_home,
     plant_in_keyring(server.url, DEFAULT_TOKEN + "\n")
     env = {"YOUTRACK_BASE_URL": server.url}
 
-    shown = cli("auth", "token", "--show", env=env)
+    show_result = cli("auth", "token", "--show", env=env)
     listed = cli("issues", "list", env=env)
 
-    assert shown.code == 0, shown.err
-    assert shown.out == DEFAULT_TOKEN + "\n"
+    assert show_result.code == 0, show_result.err
+    assert show_result.out == DEFAULT_TOKEN + "\n"
     assert listed.code == 0, listed.err
     for request in server.requests:
         assert request.headers["Authorization"] == f"Bearer {DEFAULT_TOKEN}"
