@@ -709,9 +709,9 @@ def pyz_launcher_source(environment: bytes) -> bytes:
 def bytecode(name: str, source: bytes) -> bytes:
     """Compile source for this Python into a .pyc checked by source hash.
 
-    zipimport loads name.pyc instead of compiling name.py on every start,
-    and only where the source matches it; other Pythons see a foreign
-    magic number and compile the source as before.
+    zipimport then loads name.pyc instead of compiling name.py on every
+    start, but only while the source matches it.  Other Pythons see a
+    foreign magic number and compile the source as before.
     """
     import py_compile
 
@@ -726,7 +726,7 @@ def bytecode(name: str, source: bytes) -> bytes:
         return compiled.read_bytes()
 
 
-# Name of the inner archive that holds shiv's site-packages entries.  It
+# Name of the inner archive that contains shiv's site-packages entries.  It
 # must match SITE_PACKAGES_ARCHIVE in packaging/pyz_launcher.py.
 SITE_PACKAGES_ARCHIVE = "site-packages.zip"
 

@@ -462,10 +462,10 @@ def remove_partial_extraction(target):
 
 
 def site_packages_archive(bundle):
-    """Return the zip archive that holds the site-packages entries.
+    """Return the zip archive that contains the site-packages entries.
 
     build.py packs them into one inner archive, so that Python reads a
-    short table of contents on every start; shiv's bootstrap extracts
+    short table of contents on every start.  shiv's bootstrap extracts
     the entries under site-packages/ from whichever archive it gets.
     """
     if SITE_PACKAGES_ARCHIVE not in bundle.namelist():
